@@ -1,0 +1,156 @@
+"""Build the pieces of a text-classification run from a recipe: backbone + LoRA + task family, samplers, run folder.
+
+Recipes (``metanlp/recipes/*.py``) only wire these calls and write their loop; anything two recipes need lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+from metanlp.adapters import attach_lora, lora_parameters, read_metadata
+from metanlp.backbones import load_encoder
+from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.episodes import ClassSplits, EpisodeSampler, LabelledCorpus, load_corpus, split_classes
+from metanlp.saving import write_json_atomic
+from metanlp.tasks.text_classification import TextClassificationFamily
+
+__all__ = [
+    "ClassificationSetup",
+    "build_classification",
+    "load_meta_init",
+    "make_sampler",
+    "prepare_run_dir",
+    "source_split",
+    "task_samplers",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassificationSetup:
+    """A ready classification run.
+
+    Attributes:
+        model: the peft-wrapped ``TextClassifier`` (LoRA + head placeholder).
+        tokenizer: the backbone's tokenizer.
+        task: the :class:`TextClassificationFamily` over ``model``.
+        meta_params: LoRA parameters (meta-learned init if ``adapter.init`` was given, else the fresh init).
+        pretrained: detached copy of the fresh LoRA init (``B = 0``): the "no meta-training" starting point.
+    """
+
+    model: torch.nn.Module
+    tokenizer: Any
+    task: TextClassificationFamily
+    meta_params: dict[str, torch.nn.Parameter]
+    pretrained: dict[str, torch.Tensor]
+
+
+def build_classification(cfg: RecipeConfig, load_init: bool = True) -> ClassificationSetup:
+    """Backbone (frozen) + fresh LoRA seeded by ``run.seed``; then the meta-learned init from ``adapter.init``.
+
+    Raises:
+        FileNotFoundError: the backbone or ``adapter.init`` folder is missing.
+        ValueError: ``adapter.init`` was trained on another backbone or family (the message names both).
+    """
+    torch.manual_seed(cfg.run.seed)
+    encoder, tokenizer = load_encoder(cfg.model.name, cfg.model.trust_remote_code)
+    model = attach_lora(encoder, cfg.adapter, base_name=cfg.model.name)
+    pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
+    if load_init and cfg.adapter.init:
+        load_meta_init(model, cfg.adapter.init, cfg.model.name)
+    task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale)
+    return ClassificationSetup(model, tokenizer, task, lora_parameters(model), pretrained)
+
+
+def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: str) -> None:
+    """Load a meta-learned LoRA init (``metanlp meta-train`` output) into ``model`` in place (peft's own loader).
+
+    Raises:
+        FileNotFoundError: the folder or its files are missing.
+        ValueError: the folder was made for another backbone or task family, or its LoRA shapes do not fit.
+    """
+    meta = read_metadata(adapter_dir)
+    if meta.get("family") != "text_classification":
+        raise ValueError(f"adapter.init={adapter_dir}: family {meta.get('family')!r} is not text_classification")
+    if meta.get("backbone") != backbone:
+        raise ValueError(
+            f"adapter.init={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
+            f"but model.name is {backbone!r}"
+        )
+    weights = load_peft_weights(str(adapter_dir), device="cpu")  # LoRA + the 1-row placeholder head
+    try:
+        result = set_peft_model_state_dict(model, weights)
+    except RuntimeError as e:
+        raise ValueError(f"adapter.init={adapter_dir}: LoRA weights do not fit this adapter config: {e}") from e
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"adapter.init={adapter_dir}: unexpected weights {unexpected[:3]} (other adapter config?)")
+    log.info("loaded meta-learned init from %s", adapter_dir)
+
+
+def task_samplers(cfg: RecipeConfig, corpus: LabelledCorpus | None = None) -> tuple[LabelledCorpus, ClassSplits]:
+    """Load ``task.dataset`` (unless given) and split its classes into disjoint meta-train/val/test sets."""
+    corpus = corpus or load_corpus(cfg.task.dataset)
+    splits = split_classes(corpus, cfg.task)
+    log.info(
+        "%s: %d meta-train, %d meta-val, %d meta-test classes",
+        corpus.source, len(splits.train), len(splits.val), len(splits.test),
+    )  # fmt: skip
+    return corpus, splits
+
+
+def source_split(corpus: LabelledCorpus, role: str) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
+    """Pools for a sampler: with train/test source splits (CLINC150), support from ``train`` and query from
+    ``test`` (``val`` for meta-val); without them, one pool for both."""
+    if {"train", "test"} <= set(corpus.splits):
+        query = {"train": "train", "val": "val", "test": "test"}[role]
+        return corpus.by_class("train"), corpus.by_class(query) if role != "train" else None
+    return corpus.by_class(), None
+
+
+def make_sampler(
+    cfg: RecipeConfig, corpus: LabelledCorpus, classes: list[str], role: str, n_way: int, k_shot: int, q_query: int
+) -> EpisodeSampler:
+    """An :class:`EpisodeSampler` over ``classes`` for role ``train``/``val``/``test`` (seeded by ``run.seed``)."""
+    pool, query_pool = source_split(corpus, role)
+    return EpisodeSampler(
+        pool, classes, n_way, k_shot, q_query, seed=cfg.run.seed, query_pool=query_pool, source=corpus.source
+    )
+
+
+def _git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def prepare_run_dir(cfg: RecipeConfig, recipe_name: str) -> Path:
+    """Create ``run.output_dir`` and write the resolved ``recipe.yaml`` and ``run_info.json`` (versions, commit)."""
+    import importlib.metadata as md
+
+    out = Path(cfg.run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(recipe_to_yaml(cfg), encoding="utf-8")
+    versions = {}
+    for pkg in ("metanlp", "torch", "transformers", "peft", "accelerate"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    info = {"recipe": recipe_name, "versions": versions, "git_commit": _git_commit(),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "threads": torch.get_num_threads()}  # fmt: skip
+    write_json_atomic(out / "run_info.json", info)
+    return out

@@ -1,0 +1,77 @@
+"""Arguments shared by the verbs that run a recipe (``RECIPE``, ``--set key=value``), and key documentation
+generated from the config dataclasses' docstrings (each field is documented once, in ``metanlp/config.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from dataclasses import fields
+from pathlib import Path
+
+__all__ = ["add_recipe_arguments", "installed_recipes_dir", "key_docs", "load_from_args", "resolve_recipe"]
+
+
+def installed_recipes_dir() -> Path:
+    """The recipes shipped with metanlp: ``metanlp/_recipes`` in a wheel, ``recipes/`` in a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_recipes", here.parent / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no recipes folder found next to the metanlp package")
+
+
+def resolve_recipe(name: str) -> Path:
+    """A recipe path as given, or the name of a shipped recipe (``text_new_categories`` or ``...yaml``).
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped recipe (the message lists the shipped ones).
+    """
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = installed_recipes_dir()
+    for candidate in (shipped / name, shipped / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    names = sorted(f.stem for f in shipped.rglob("*.yaml"))
+    raise FileNotFoundError(f"recipe {name!r} not found; shipped recipes: {', '.join(names)} (see `metanlp ls`)")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """``RECIPE`` and repeated ``--set key.sub=value``."""
+    parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML path, or the name of a shipped recipe")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set meta.outer_steps=50 --set task.k_shot=1 (repeatable; "
+        "`metanlp validate --keys` lists every key)",
+    )
+
+
+def load_from_args(args: argparse.Namespace):  # noqa: ANN201 - RecipeConfig, imported lazily
+    """Resolve and load the recipe named on the command line with its ``--set`` overrides."""
+    from metanlp.config import load_recipe
+
+    return load_recipe(resolve_recipe(args.recipe), args.overrides)
+
+
+def key_docs() -> str:
+    """Every recipe key with its one-paragraph meaning and default, from the dataclass docstrings."""
+    from metanlp.config import RecipeConfig
+
+    lines = []
+    for section in fields(RecipeConfig):
+        cls = section.default_factory
+        doc = inspect.getdoc(cls) or ""
+        lines.append(f"{section.name}:  {doc.splitlines()[0] if doc else ''}")
+        attrs = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+        described = dict(re.findall(r"^\s{4}(\w+): (.+?)(?=^\s{4}\w+: |\Z)", attrs, flags=re.S | re.M))
+        instance = cls()  # type: ignore[misc]
+        for f in fields(cls):
+            text = " ".join(described.get(f.name, "").split())
+            lines.append(f"  {section.name}.{f.name} = {getattr(instance, f.name)!r}\n      {text}")
+    return "\n".join(lines)

