@@ -9,7 +9,14 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-__all__ = ["add_recipe_arguments", "installed_recipes_dir", "key_docs", "load_from_args", "resolve_recipe"]
+__all__ = [
+    "add_recipe_arguments",
+    "installed_recipes_dir",
+    "key_docs",
+    "load_from_args",
+    "recipe_verb",
+    "resolve_recipe",
+]
 
 
 def installed_recipes_dir() -> Path:
@@ -75,3 +82,44 @@ def key_docs() -> str:
             text = " ".join(described.get(f.name, "").split())
             lines.append(f"  {section.name}.{f.name} = {getattr(instance, f.name)!r}\n      {text}")
     return "\n".join(lines)
+
+
+RUN_EPILOG = """\
+example:
+  metanlp {verb} {example} --set run.output_dir=runs/mine
+
+Outputs go to run.output_dir: the resolved recipe.yaml, run_info.json (versions, git commit), metrics.json
+and, for meta-train/adapt, an adapter/ folder that stock peft loads. `metanlp validate --keys` lists every key.
+"""
+
+
+def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: ANN201 - returns two callables
+    """``(add_parser, main)`` of a verb that runs a recipe module (picked by verb and ``task.family``).
+
+    ``main`` loads the recipe with its overrides, runs it, and prints the results table and the output folder.
+    """
+
+    def add_parser(subparsers: argparse._SubParsersAction) -> None:
+        p = subparsers.add_parser(verb, help=help_text, description=help_text + ".",
+                                  epilog=RUN_EPILOG.format(verb=verb, example=example),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        add_recipe_arguments(p)
+        p.set_defaults(func=main)
+
+    def main(args: argparse.Namespace) -> int:
+        import json
+        import sys
+
+        from metanlp.evaluation import format_table
+        from metanlp.recipes import dispatch
+
+        cfg = load_from_args(args)
+        summary = dispatch(recipe, cfg).run(cfg)
+        if summary.get("records") and cfg.task.family == "text_classification":
+            sys.stdout.write(format_table(summary["records"]) + "\n")
+        rest = {k: v for k, v in summary.items() if k != "records"}
+        sys.stdout.write(json.dumps(rest, default=str)[:2000] + "\n")
+        sys.stdout.write(f"outputs: {cfg.run.output_dir}\n")
+        return 0
+
+    return add_parser, main
