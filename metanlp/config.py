@@ -34,6 +34,8 @@ __all__ = [
     "TaskConfig",
     "TranslationConfig",
     "cache_dir",
+    "hub_endpoint",
+    "launcher_env",
     "load_recipe",
     "recipe_to_yaml",
 ]
@@ -44,6 +46,16 @@ FAMILIES = ("text_classification", "translation")
 
 class ConfigError(ValueError):
     """A recipe (YAML file or ``--set`` override) is malformed; the message names the file and dotted key."""
+
+
+def launcher_env() -> dict[str, str]:
+    """The launcher variables metanlp inspects (``MASTER_ADDR``, ``WORLD_SIZE``, ``ACCELERATE_USE_CPU``), if set."""
+    return {k: os.environ[k] for k in ("MASTER_ADDR", "WORLD_SIZE", "ACCELERATE_USE_CPU") if k in os.environ}
+
+
+def hub_endpoint() -> str:
+    """The hub URL from ``HF_ENDPOINT`` ("" when unset: huggingface_hub then uses https://huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "")
 
 
 def cache_dir() -> Path:
@@ -114,6 +126,12 @@ class TaskConfig:
         k_shot: support examples per class.
         q_query: query examples per class.
         seed: seed of the class split.
+        unlabelled: plain text file (one text per line). When set, meta-training episodes come from k-means
+            pseudo-classes of these texts (CACTUs: Hsu et al. 2019, arXiv:1810.02334; ``metanlp.unsupervised``),
+            each episode from one partition, and ``dataset`` only provides the meta-val / meta-test classes.
+        cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
+        cactus_clusters: k of each partition (cycled over the partitions).
+        cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
     """
 
     family: str = "text_classification"
@@ -128,8 +146,15 @@ class TaskConfig:
     k_shot: int = 5
     q_query: int = 5
     seed: int = 0
+    unlabelled: str = ""
+    cactus_partitions: int = 5
+    cactus_clusters: list[int] = field(default_factory=lambda: [50])
+    cactus_min_cluster_size: int = 0
 
     def __post_init__(self) -> None:
+        if self.cactus_partitions < 1 or not self.cactus_clusters or min(self.cactus_clusters) < 2:
+            raise ConfigError(f"task.cactus_partitions={self.cactus_partitions} must be >= 1 and every "
+                              f"task.cactus_clusters={list(self.cactus_clusters)} >= 2")  # fmt: skip
         if self.family not in FAMILIES:
             raise ConfigError(f"task.family={self.family!r} is not one of {', '.join(FAMILIES)}")
         if self.split_by not in ("group", "seed"):
@@ -155,6 +180,8 @@ class MetaConfig:
         inner_lr: inner learning rate of the SGD adaptation steps on the support set.
         inner_steps: adaptation steps in the inner loop (full-batch on the support set).
         head_scale: temperature of the prototype-initialised head (logits = scale * -squared distance).
+        micro_batch: examples per forward/backward pass in the inner loop and query gradient; gradients are
+            accumulated, so steps stay full-batch. Bounds activation memory (0 = whole support/query set).
         outer_lr: Adam learning rate of the outer loop (meta-optimiser).
         meta_batch_size: tasks (episodes) per outer step, split across processes.
         outer_steps: outer steps of meta-training.
@@ -167,6 +194,7 @@ class MetaConfig:
     inner_lr: float = 0.5
     inner_steps: int = 5
     head_scale: float = 10.0
+    micro_batch: int = 32
     outer_lr: float = 1e-3
     meta_batch_size: int = 2
     outer_steps: int = 100
@@ -332,7 +360,7 @@ class RecipeConfig:
         if not self.run.cache_dir:
             self.run.cache_dir = str(cache_dir())
         if not self.hub.endpoint:
-            self.hub.endpoint = os.environ.get("HF_ENDPOINT", "")
+            self.hub.endpoint = hub_endpoint()
 
 
 def _valid_keys(cls: type, prefix: str = "") -> list[str]:

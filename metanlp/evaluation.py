@@ -42,6 +42,7 @@ def evaluate_episodes(
     lr: float,
     methods: tuple[str, ...] | list[str] = METHODS,
     progress: bool = True,
+    micro_batch: int = 0,
 ) -> dict[str, dict[str, list[float]]]:
     """Adapt and score each method on each episode (same support and query for every method).
 
@@ -55,6 +56,7 @@ def evaluate_episodes(
         lr: learning rate of ``finetune``'s adaptation steps.
         methods: subset of :data:`METHODS`.
         progress: show a progress bar.
+        micro_batch: examples per forward/backward pass of ``finetune``'s steps (0 = whole support set).
 
     Returns:
         ``{method: {metric: [score per episode], "seconds": [adaptation seconds per episode]}}``.
@@ -69,7 +71,7 @@ def evaluate_episodes(
         raise ValueError("method 'meta' needs a meta-learned adapter: set adapter.init to a meta-train output")
     adapters: dict[str, Callable[[Any], Params]] = {
         "centroid": lambda s: task.init_fast_weights(pretrained, s),
-        "finetune": lambda s: inner_loop(task, task.init_fast_weights(pretrained, s), s, steps, lr),
+        "finetune": lambda s: inner_loop(task, task.init_fast_weights(pretrained, s), s, steps, lr, micro_batch),
         "meta": lambda s: learner.adapt(task, meta, s),  # type: ignore[arg-type]
     }
     results: dict[str, dict[str, list[float]]] = {m: {} for m in methods}

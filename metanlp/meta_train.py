@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from metanlp.algorithms import MetaLearner
-from metanlp.config import MetaConfig
+from metanlp.config import MetaConfig, launcher_env
 from metanlp.metrics import mean_ci95
 from metanlp.tasks import Params, TaskFamily
 
@@ -131,7 +131,7 @@ def _warn_single_cpu_process(accelerator: Accelerator) -> None:
     On one machine, Accelerate's simple launcher sets ``MASTER_ADDR`` for N > 1 but starts a single process unless
     ``--mpirun_hostfile`` is given; the run then silently trains on one process.
     """
-    env = os.environ
+    env = launcher_env()
     if accelerator.num_processes == 1 and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
         if env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
             log.warning(

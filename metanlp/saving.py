@@ -90,7 +90,7 @@ def save_adapter(
     """
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
         write_json_atomic(tmp / METADATA_FILE, metadata)
         if recipe_yaml:
             (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")

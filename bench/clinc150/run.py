@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import platform
 import sys
 import time
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_clinc150"))
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
     from metanlp.builders import _git_commit
     from metanlp.config import load_recipe

@@ -1,7 +1,8 @@
 """The ``metanlp`` command: one verb per module in this package (``add_parser(subparsers)`` + ``main(args)``).
 
 Multi-process runs go through Accelerate's launcher, not ours:
-``accelerate launch --num_processes 2 --cpu -m metanlp meta-train recipes/text_meta_train.yaml``.
+``accelerate launch --num_processes 4 -m metanlp meta-train recipes/text_meta_train.yaml`` (GPUs), or on CPU
+``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m metanlp meta-train RECIPE``.
 """
 
 from __future__ import annotations

@@ -17,12 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Print one ``key: value`` line per fact."""
     import importlib.metadata as md
-    import os
     import platform
 
     import torch
 
-    from metanlp.config import cache_dir
+    from metanlp.config import cache_dir, hub_endpoint
 
     lines = [f"python: {platform.python_version()} ({platform.machine()})", f"cpu threads: {torch.get_num_threads()}"]
     for pkg in ("metanlp", "torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub", "evaluate"):
@@ -32,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
             lines.append(f"{pkg}: not installed")
     lines.append(f"cuda: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
     lines.append(f"cache (METANLP_CACHE): {cache_dir()}")
-    lines.append(f"hub endpoint (HF_ENDPOINT): {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}")
+    lines.append(f"hub endpoint (HF_ENDPOINT): {hub_endpoint() or 'https://huggingface.co'}")
     from accelerate import PartialState
 
     state = PartialState()

@@ -1,6 +1,7 @@
 """``metanlp meta-train RECIPE [--set key=value ...]``: meta-train a LoRA init across tasks (FOMAML by default).
 
-Multi-process: ``accelerate launch --num_processes N [--cpu] -m metanlp meta-train RECIPE``.
+Multi-process: ``accelerate launch --num_processes N -m metanlp meta-train RECIPE`` (GPUs), or N CPU processes with
+``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m metanlp meta-train RECIPE``.
 """
 
 from metanlp.cli.recipe_args import recipe_verb

@@ -94,14 +94,14 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     predict = read_unlabelled(cfg.data.predict) if cfg.data.predict else []
     out = prepare_run_dir(cfg, "adapt")
     setup = build_classification(cfg)
-    learner = load_learner(cfg)
+    learner = load_learner(cfg, setup.meta_params)
     steps, lr = adaptation_budget(cfg)
     has_init = bool(cfg.adapter.init)
     methods = [m for m in cfg.eval.methods if has_init or m != "meta"]
     summary: dict[str, Any] = {"labels": episode.label_names, "support_examples": len(episode.support_texts)}
     if episode.query_texts:
         results = evaluate_episodes(setup.task, [episode], setup.pretrained, setup.meta_params, learner, steps, lr,
-                                    methods, cfg.run.progress)  # fmt: skip
+                                    methods, cfg.run.progress, cfg.meta.micro_batch)  # fmt: skip
         k = min(episode.support_labels.count(i) for i in range(episode.n_way))
         summary["records"] = metric_records(results, n_way=episode.n_way, k_shot=k, adapt_steps=steps,
                                             query_examples=len(episode.query_texts), data=cfg.data.eval)  # fmt: skip
@@ -113,7 +113,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     else:
         from metanlp.algorithms.fomaml import inner_loop
 
-        fast = inner_loop(setup.task, setup.task.init_fast_weights(setup.pretrained, support), support, steps, lr)
+        start = setup.task.init_fast_weights(setup.pretrained, support)
+        fast = inner_loop(setup.task, start, support, steps, lr, cfg.meta.micro_batch)
     w_name, b_name = head_names(setup.model)
     with torch.no_grad():
         for k, p in setup.meta_params.items():

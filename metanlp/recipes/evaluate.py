@@ -30,12 +30,13 @@ def adaptation_budget(cfg: RecipeConfig) -> tuple[int, float]:
     return steps, lr
 
 
-def load_learner(cfg: RecipeConfig) -> MetaLearner:
-    """The recipe's learner with adaptation budget ``adapt.*``; Meta-SGD etc. get their meta-learned extras."""
+def load_learner(cfg: RecipeConfig, meta_params: dict[str, Any] | None = None) -> MetaLearner:
+    """The recipe's learner with adaptation budget ``adapt.*``; Meta-SGD etc. get their meta-learned extras
+    (``meta_params``: the adapter's meta-parameters, which shape Meta-SGD's learning rates)."""
     meta_cfg = cfg.meta
     steps, lr = adaptation_budget(cfg)
     meta_cfg = type(meta_cfg)(**{**meta_cfg.__dict__, "inner_steps": steps, "inner_lr": lr})
-    learner = build_learner(meta_cfg)
+    learner = build_learner(meta_cfg, meta_params)
     extra_file = Path(cfg.adapter.init) / "learner.safetensors" if cfg.adapter.init else None
     if extra_file is not None and extra_file.is_file():
         saved = load_file(str(extra_file))
@@ -59,7 +60,7 @@ def evaluate_split(
         sampler = make_sampler(cfg, corpus, classes, "test", n_way, k, cfg.eval.q_query)
         episodes = [sampler.sample(i, rank=1_000_003) for i in range(cfg.eval.episodes)]  # never a training index
         results = evaluate_episodes(setup.task, episodes, setup.pretrained, setup.meta_params, learner, steps, lr,
-                                    cfg.eval.methods, cfg.run.progress)  # fmt: skip
+                                    cfg.eval.methods, cfg.run.progress, cfg.meta.micro_batch)  # fmt: skip
         records += metric_records(results, n_way=n_way, k_shot=k, adapt_steps=steps, adapt_lr=lr,
                                   dataset=corpus.source, algorithm=cfg.meta.algorithm)  # fmt: skip
     log.debug("meta-test results (%s):\n%s", corpus.source, format_table(records))
@@ -73,7 +74,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     out = prepare_run_dir(cfg, "evaluate")
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
-    records = evaluate_split(cfg, setup, load_learner(cfg), corpus, splits.test)
+    records = evaluate_split(cfg, setup, load_learner(cfg, setup.meta_params), corpus, splits.test)
     summary = {"records": records, "meta_test_classes": splits.test}
     write_json_atomic(out / "metrics.json", summary)
     return summary

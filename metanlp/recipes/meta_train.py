@@ -1,7 +1,9 @@
 """Recipe: meta-train a LoRA init for few-shot text classification (FOMAML by default), then evaluate it.
 
 Run: ``metanlp meta-train recipes/text_meta_train.yaml [--set key=value ...]``;
-on N processes: ``accelerate launch --num_processes N [--cpu] -m metanlp meta-train RECIPE``.
+on N GPUs: ``accelerate launch --num_processes N -m metanlp meta-train RECIPE``; on N CPU processes (gloo):
+``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m metanlp meta-train RECIPE``
+(``accelerate launch --cpu`` starts a single process on one machine, huggingface/accelerate#2741).
 Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}.
 """
 
@@ -35,13 +37,20 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     setup.model.to(accelerator.device)
     corpus, splits = task_samplers(cfg)
     t = cfg.task
-    train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
+    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.unsupervised); dataset gives val/test
+        from metanlp.unsupervised import cactus_sampler
+
+        with setup.model.disable_adapter():  # cluster the pretrained backbone's embeddings
+            encoder = setup.model.get_base_model().encoder
+            train = cactus_sampler(t, encoder, setup.tokenizer, cfg.run.seed, cfg.model.max_length)
+    else:
+        train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
     val_eps = None
     if splits.val and cfg.meta.eval_every:
         n_val = min(t.n_way or len(splits.val), len(splits.val))
         val = make_sampler(cfg, corpus, splits.val, "val", n_val, t.k_shot, t.q_query)
         val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
-    learner = build_learner(cfg.meta)
+    learner = build_learner(cfg.meta, setup.meta_params)
     if accelerator.trackers is not None and is_tensorboard_available():
         accelerator.init_trackers("meta_train")
     result = meta_train(setup.task, learner, setup.meta_params, lambda i: train.sample(i), cfg.meta,
@@ -53,8 +62,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     assert out is not None
     metadata = {"family": "text_classification", "backbone": cfg.model.name,
                 "hidden_size": setup.task.model.get_base_model().encoder.hidden_size, "labels": [],
-                "algorithm": cfg.meta.algorithm, "meta_train_classes": splits.train,
-                "n_way": t.n_way, "k_shot": t.k_shot, "data": cfg.task.dataset}  # fmt: skip
+                "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
+                "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset}  # fmt: skip
     save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
     extra = learner.extra_parameters()
     if extra:
@@ -62,7 +71,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     log.info("meta-learned adapter written to %s (%.2f episodes/s, peak RSS %.0f MiB)",
              out / "adapter", result.episodes_per_s, result.peak_rss_mib)  # fmt: skip
     if cfg.eval.episodes > 0:
-        eval_learner = load_learner(cfg)  # adaptation budget adapt.*, meta-learned extras copied over
+        eval_learner = load_learner(cfg, setup.meta_params)  # budget adapt.*, meta-learned extras copied over
         for k, p in eval_learner.extra_parameters().items():
             p.data.copy_(extra[k].detach())
         summary["records"] = evaluate_split(cfg, setup, eval_learner, corpus, splits.test)

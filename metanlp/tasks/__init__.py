@@ -38,6 +38,9 @@ class TaskFamily(Protocol):
         """Scalar mean loss of the model run on ``params`` (``functional_call``) over ``batch``."""
         ...
 
+    # Optional: ``init_vjp(meta_params, support, task_grads, micro_batch) -> Params``, the gradient w.r.t. the
+    # meta-parameters through the task-specific initial fast weights (see TextClassificationFamily.init_vjp).
+
     def score(self, params: Params, batch: Batch) -> dict[str, float]:
         """Task metrics of ``params`` on ``batch`` (accuracy, macro-F1; or chrF, BLEU)."""
         ...

@@ -82,6 +82,40 @@ class TextClassificationFamily:
         fast[self.head_weight], fast[self.head_bias] = prototype_head(emb, support["labels"], n_way, self.head_scale)
         return fast
 
+    def init_vjp(self, meta_params: Params, support: Batch, head_grads: Params, micro_batch: int = 0) -> Params:
+        """Vector-Jacobian product through the prototype initialisation of the head.
+
+        The head's initial weights are a function of the meta-parameters (``W = 2s P``, ``b = -s ||P||^2`` with
+        ``P_c`` the mean support embedding of class c). Given ``g_W, g_b`` (``(N, hidden)``, ``(N,)``), the gradient of
+        the query loss w.r.t. the initial head (first order: w.r.t. the adapted head), this returns
+        ``d<g, head(P(theta))>/d theta`` for every meta-parameter: first-order Proto-MAML keeps this path
+        (Triantafillou et al. 2020, sec. 3.2); without it the query gradient pulls embeddings toward fixed
+        prototypes and the feature space collapses. Embeddings are recomputed in chunks of ``micro_batch``.
+
+        Returns:
+            ``{name: gradient}`` for each key of ``meta_params`` except the head's.
+        """
+        labels = support["labels"]
+        lora = {k: v.detach().requires_grad_(True) for k, v in meta_params.items()
+                if k not in (self.head_weight, self.head_bias)}  # fmt: skip
+        with torch.no_grad():
+            emb = self.embed(lora, support)
+        n_way = int(labels.max()) + 1
+        counts = torch.bincount(labels, minlength=n_way).to(emb.dtype)
+        protos = torch.zeros(n_way, emb.shape[1], dtype=emb.dtype).index_add(0, labels, emb) / counts[:, None]
+        g_w, g_b = head_grads[self.head_weight], head_grads[self.head_bias]
+        g_protos = 2 * self.head_scale * g_w - 2 * self.head_scale * g_b[:, None] * protos
+        g_emb = g_protos[labels] / counts[labels, None]  # d loss / d embedding_i, (n_support, hidden)
+        n, step = labels.shape[0], micro_batch if micro_batch > 0 else labels.shape[0]
+        grads = {k: torch.zeros_like(v) for k, v in lora.items()}
+        for i in range(0, n, step):
+            chunk = {k: v[i : i + step] for k, v in support.items()}
+            emb_chunk = self.embed(lora, chunk)
+            partial = torch.autograd.grad(emb_chunk, list(lora.values()), grad_outputs=g_emb[i : i + step])
+            for k, g in zip(lora, partial, strict=True):
+                grads[k] += g
+        return grads
+
     def logits(self, params: Params, batch: Batch) -> torch.Tensor:
         """``(batch, N)`` logits of the head in ``params``."""
         return self._run(params, batch)

@@ -1,0 +1,237 @@
+"""Bench: metanlp's FOMAML meta-gradient vs the same FOMAML written with ``higher`` and with a deep copy per task.
+
+All three run on the same model (all-MiniLM-L6-v2 + LoRA r=8 on query/key/value, built by
+``metanlp.builders.build_classification``), the same episodes (ICD-10 meta-train classes, 5-way 5-shot 5-query,
+seed 0) and the same inner loop (full-batch SGD on the support set from the prototype-initialised head, then the
+query-loss gradient at the adapted weights, Finn et al. 2017 sec. 5.2):
+
+- ``metanlp``: ``metanlp.algorithms.fomaml.FOMAML.meta_gradient`` (``torch.func.functional_call`` on fast weights);
+- ``higher``: ``higher.innerloop_ctx(peft_model, SGD, track_higher_grads=False)`` (higher 0.2.1);
+- ``deepcopy``: ``copy.deepcopy(peft_model)`` per task + ``torch.optim.SGD`` + ``.backward()``.
+
+Measured: episodes/s, interleaved episode by episode in one process (shared-CPU noise hits every method alike); the
+max |difference| of each peer's meta-gradients from metanlp's; peak RSS growth over the process's resting RSS while
+computing one task's meta-gradient (one subprocess with glibc's mmap threshold pinned so that freed tensors leave
+RSS; each method warmed up first), for 1, 5 and 10 inner steps (metanlp) and 5 (the peers). One torch thread.
+
+Run: ``PYTHONPATH=. python bench/run.py fomaml_vs_higher`` (~2-3 minutes on 2 busy cores; ``--episodes`` to change).
+Needs ``pip install -e '.[bench]'`` (higher==0.2.1).
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from bench.run import ROOT, peak_rss_growth, write_results
+from metanlp.adapters import set_head
+from metanlp.algorithms.fomaml import FOMAML
+from metanlp.builders import ClassificationSetup, build_classification, make_sampler, task_samplers
+from metanlp.config import load_recipe
+from metanlp.episodes import Episode, EpisodeSampler
+
+HERE = Path(__file__).resolve().parent
+RECIPE = ROOT / "recipes" / "text_meta_train.yaml"
+METHODS = ("metanlp", "higher", "deepcopy")
+
+
+def build(args: argparse.Namespace) -> tuple[ClassificationSetup, EpisodeSampler]:
+    """MiniLM + LoRA (the recipe's adapter) and a sampler over the ICD-10 meta-train classes."""
+    n_way, k_shot, q_query = args.n_way, args.k_shot, args.q_query
+    cfg = load_recipe(RECIPE, [f"model.name={args.model}", f"task.n_way={n_way}", f"task.k_shot={k_shot}",
+                               f"task.q_query={q_query}", f"run.seed={args.seed}", "run.progress=false"])  # fmt: skip
+    setup = build_classification(cfg)
+    corpus, splits = task_samplers(cfg)
+    return setup, make_sampler(cfg, corpus, splits.train, "train", n_way, k_shot, q_query)
+
+
+def metanlp_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """metanlp's FOMAML meta-gradient."""
+    return FOMAML(inner_lr=lr, inner_steps=steps).meta_gradient(setup.task, setup.meta_params, episode)[0]
+
+
+def _patch_higher_for_peft() -> None:
+    """Let higher 0.2.1 monkeypatch peft's LoRA layers.
+
+    peft's tuner layers inherit ``abc.ABC`` after ``nn.Module``; higher's ``_MonkeyPatchBase(ABC, Module)`` has the
+    opposite order, so ``class MonkeyPatched(LoraLinear, _MonkeyPatchBase)`` has no consistent MRO (TypeError).
+    Swapping the two bases of higher's base class (same methods) fixes it; nothing else of higher changes.
+    """
+    import higher.patch
+
+    base = higher.patch._MonkeyPatchBase
+    if base.__mro__[1] is torch.nn.Module:
+        return
+    skip = ("__dict__", "__weakref__", "__abstractmethods__", "_abc_impl")
+    namespace = {k: v for k, v in vars(base).items() if k not in skip}
+    higher.patch._MonkeyPatchBase = abc.ABCMeta("_MonkeyPatchBase", (torch.nn.Module, abc.ABC), namespace)
+
+
+def _head_and_batches(setup: ClassificationSetup, episode: Episode) -> tuple[dict, dict, dict]:
+    task = setup.task
+    support, query = task.batches(episode)
+    return task.init_fast_weights(setup.meta_params, support), support, query
+
+
+def _ce(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+
+def higher_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """The same FOMAML with ``higher.innerloop_ctx`` over the peft model (first order: no higher-order graph)."""
+    import higher
+
+    _patch_higher_for_peft()
+    fast, support, query = _head_and_batches(setup, episode)
+    model, task = setup.model, setup.task
+    set_head(model, fast[task.head_weight], fast[task.head_bias])  # the episode's prototype head, as metanlp's
+    names = [n for n, _ in model.named_parameters()]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=False, track_higher_grads=False) as (fmodel, diffopt):
+        for _ in range(steps):
+            diffopt.step(_ce(fmodel, support))
+        adapted = dict(zip(names, fmodel.parameters(), strict=True))
+        grads = torch.autograd.grad(_ce(fmodel, query), [adapted[k] for k in setup.meta_params])
+    return dict(zip(setup.meta_params, grads, strict=True))
+
+
+def deepcopy_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """The same FOMAML the plain way: deep-copy the peft model per task, ``torch.optim.SGD`` inner loop."""
+    fast, support, query = _head_and_batches(setup, episode)
+    model = copy.deepcopy(setup.model)
+    set_head(model, fast[setup.task.head_weight], fast[setup.task.head_bias])
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        _ce(model, support).backward()
+        opt.step()
+    opt.zero_grad()
+    _ce(model, query).backward()
+    named = dict(model.named_parameters())
+    return {k: named[k].grad for k in setup.meta_params}
+
+
+FUNCTIONS = {"metanlp": metanlp_fomaml, "higher": higher_fomaml, "deepcopy": deepcopy_fomaml}
+
+
+def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Episodes/s of each method on the same episodes, interleaved; max |grad difference| from metanlp's."""
+    torch.set_num_threads(args.threads)
+    setup, sampler = build(args)
+    episodes = [sampler.sample(i) for i in range(args.episodes + 1)]
+    for m in METHODS:  # warm-up on an episode that is not timed
+        FUNCTIONS[m](setup, episodes[0], args.inner_steps, args.inner_lr)
+    seconds: dict[str, list[float]] = {m: [] for m in METHODS}
+    diffs: dict[str, float] = {m: 0.0 for m in METHODS}
+    for i, ep in enumerate(episodes[1:]):
+        grads = {}
+        for m in METHODS[i % 3 :] + METHODS[: i % 3]:  # rotate who goes first
+            start = time.perf_counter()
+            grads[m] = FUNCTIONS[m](setup, ep, args.inner_steps, args.inner_lr)
+            seconds[m].append(time.perf_counter() - start)
+        for m in METHODS:
+            diff = max(float((grads[m][k] - grads["metanlp"][k]).abs().max()) for k in grads["metanlp"])
+            diffs[m] = max(diffs[m], diff)
+    scale = max(float(g.abs().max()) for g in grads["metanlp"].values())
+    return {
+        m: {
+            "episodes_per_s": len(seconds[m]) / sum(seconds[m]),
+            "median_s_per_episode": statistics.median(seconds[m]),
+            "max_abs_grad_diff_vs_metanlp": diffs[m],
+            "max_abs_grad_metanlp": scale,
+        }  # fmt: skip
+        for m in METHODS
+    }
+
+
+def memory(args: argparse.Namespace) -> dict[str, Any]:
+    """(subprocess, ``MALLOC_MMAP_THRESHOLD_`` pinned) Peak RSS growth of each method, after a warm-up of each.
+
+    metanlp is measured at every ``--memory-steps`` inner-step count, the peers at ``--inner-steps``.
+    """
+    torch.set_num_threads(args.threads)
+    setup, sampler = build(args)
+    ep = sampler.sample(1)
+    for m in METHODS:  # one-time allocations (thread pools, kernels, caches) out of the way
+        FUNCTIONS[m](setup, sampler.sample(0), 1, args.inner_lr)
+    out = {}
+    for m in METHODS:
+        steps = sorted({*args.memory_steps, args.inner_steps}) if m == "metanlp" else [args.inner_steps]
+        growth = {str(s): round(peak_rss_growth(lambda m=m, s=s: FUNCTIONS[m](setup, ep, s, args.inner_lr))[1], 1)
+                  for s in steps}  # fmt: skip
+        out[m] = {"peak_rss_growth_mib": growth}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="FOMAML meta-gradient: metanlp vs higher vs deepcopy")
+    p.add_argument("--episodes", type=int, default=3, help="timed episodes per method (default 3)")
+    p.add_argument("--inner-steps", type=int, default=5)
+    p.add_argument("--inner-lr", type=float, default=0.5)
+    p.add_argument("--n-way", type=int, default=5)
+    p.add_argument("--k-shot", type=int, default=5)
+    p.add_argument("--q-query", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--model", default="sentence-transformers/all-MiniLM-L6-v2", help="backbone (tiny-random-bert: smoke)"
+    )
+    p.add_argument("--memory-steps", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 10])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
+    p.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)  # internal: the memory subprocess
+    args = p.parse_args()
+    if args.memory:
+        sys.stdout.write(json.dumps(memory(args)) + "\n")
+        return
+
+    t0 = time.perf_counter()
+    results = throughput(args)
+    # glibc returns freed blocks >= 64 KiB to the OS only with a fixed mmap threshold; else RSS keeps the warm-up's
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    child = [sys.executable, "-m", "bench.fomaml_vs_higher.run", *sys.argv[1:], "--memory"]
+    out = subprocess.run(child, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    for m, mem in json.loads(out.strip().splitlines()[-1]).items():
+        results[m].update(mem)
+    ours, hi, dc = (results[m] for m in METHODS)
+    mem = {m: results[m]["peak_rss_growth_mib"][str(args.inner_steps)] for m in METHODS}
+    ratios = {
+        "episodes_per_s_metanlp_over_higher": ours["episodes_per_s"] / hi["episodes_per_s"],
+        "episodes_per_s_metanlp_over_deepcopy": ours["episodes_per_s"] / dc["episodes_per_s"],
+        # MiB: a ratio of two near-zero growths would mean nothing
+        "peak_rss_growth_higher_minus_metanlp_mib": mem["higher"] - mem["metanlp"],
+        "peak_rss_growth_deepcopy_minus_metanlp_mib": mem["deepcopy"] - mem["metanlp"],
+    }
+    lines = [
+        f"{'method':<9} {'episodes/s':>10} {'s/episode':>9} {'max|Δgrad|':>11}  peak RSS growth MiB by inner steps"
+    ]
+    for m in METHODS:
+        r = results[m]
+        mem = ", ".join(f"{k}: {v:.0f}" for k, v in r["peak_rss_growth_mib"].items())
+        lines.append(f"{m:<9} {r['episodes_per_s']:10.2f} {r['median_s_per_episode']:9.2f} "
+                     f"{r['max_abs_grad_diff_vs_metanlp']:11.2e}  {mem}")  # fmt: skip
+    lines += [f"{k}: {v:.2f}" for k, v in ratios.items()]
+    sys.stdout.write("\n".join(lines) + "\n")
+    config = {k: v for k, v in vars(args).items() if k != "memory"}
+    config.update(
+        adapter="LoRA r=8 alpha=16 on query, key, value",
+        data="data/icd10_blocks meta-train classes",
+        command="PYTHONPATH=. python bench/run.py fomaml_vs_higher",
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    path = write_results(HERE, {"config": config, "methods": results, "ratios": ratios}, packages=("higher",))
+    sys.stdout.write(f"wrote {path}\n")
+
+
+if __name__ == "__main__":
+    main()
