@@ -1,0 +1,126 @@
+"""Translation recipes on a tiny random Gemma-3: meta-train -> new pair adapter -> stock peft load -> translate CLI,
+and the bad inputs (unknown code, too few pairs, misaligned file, swapped direction)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from metanlp.cli import main as cli_main
+from metanlp.config import load_recipe
+from metanlp.recipes import new_language_pair, translation_meta_train
+from metanlp.translation_backbone import tiny_causal_lm
+
+LANGS = {"de": "Hund Katze Haus Baum", "fr": "chien chat maison arbre", "zu": "inja ikati indlu isihlahla"}
+
+
+def _corpus(tmp_path):
+    rows = []
+    for lang, words in LANGS.items():
+        for i in range(8):
+            w = words.split()
+            rows.append({"source_lang": "en", "target_lang": lang, "source": f"the dog number {i} sees a house",
+                         "target": f"{w[i % 4]} {i} {w[(i + 1) % 4]}"})  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _cfg(tmp_path, *extra):
+    base = [
+        "model.name=tiny-random-gemma3",
+        "adapter.r=2",
+        "adapter.target_modules=[q_proj,v_proj]",
+        "task.family=translation",
+        "task.k_shot=2",
+        "task.q_query=2",
+        "meta.inner_steps=1",
+        "meta.inner_lr=0.1",
+        "meta.outer_steps=2",
+        "meta.save_every=0",
+        "meta.eval_every=0",
+        f"translation.pairs=[{_corpus(tmp_path)}]",
+        "translation.val_languages=[]",
+        "translation.test_languages=[zu]",
+        "translation.max_new_tokens=4",
+        "run.progress=false",
+    ]
+    return load_recipe(None, base + list(extra))
+
+
+def test_meta_train_then_new_pair_then_translate(tmp_path, capsys):
+    cfg = _cfg(tmp_path, f"run.output_dir={tmp_path / 'meta'}")
+    summary = translation_meta_train.run(cfg)
+    assert summary["meta_train"]["steps"] == 2
+    meta_dir = tmp_path / "meta" / "adapter"
+    meta = json.loads((meta_dir / "metanlp.json").read_text())
+    assert meta["family"] == "translation" and "Gemma" not in meta["base_model_licence"]
+    assert not any("zu" in p for p in meta["meta_train_pairs"])
+    assert meta["vocab_pruning"]["kept"]
+
+    support = tmp_path / "support.tsv"
+    support.write_text("".join(f"the dog number {i}\tinja {i}\n" for i in range(3)), encoding="utf-8")
+    predict = tmp_path / "sentences.txt"
+    predict.write_text("the dog number 7\nthe dog number 8\n", encoding="utf-8")
+    out = tmp_path / "pair"
+    cfg2 = _cfg(tmp_path, f"adapter.init={meta_dir}", f"data.support={support}", f"data.predict={predict}",
+                f"data.eval={support}", "translation.source_lang=en", "translation.target_lang=zu",
+                f"run.output_dir={out}")  # fmt: skip
+    metrics = new_language_pair.run(cfg2)
+    assert metrics["support_pairs"] == 3 and set(metrics["adapter"]) == {"chrf", "bleu"}
+    adapter = out / "adapter"
+    info = json.loads((adapter / "metanlp.json").read_text())
+    assert (info["source_lang"], info["target_lang"]) == ("en", "zu")
+    assert len(info["translations"]) == 2
+    assert (out / "translations.tsv").read_text().count("\n") == 2
+
+    # stock peft on the *unpruned* tiny backbone: the LoRA weights fit, and they are the adapted ones
+    base, _ = tiny_causal_lm(info["tiny_tokenizer_texts"], seed=0)
+    stock = PeftModel.from_pretrained(base, str(adapter))
+    lora = {k: v for k, v in stock.named_parameters() if "lora_B" in k}
+    assert lora and any(float(v.abs().sum()) > 0 for v in lora.values())
+
+    capsys.readouterr()
+    assert cli_main(["translate", str(adapter), "--text", "the dog number 7", "--text", "the dog number 8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [t["translation"] for t in info["translations"]]
+    with pytest.raises(SystemExit) as err:
+        cli_main(["translate", str(adapter), "--source-lang", "zu", "--target-lang", "en", "--text", "inja"])
+    assert err.value.code == 2
+    assert "translates en->zu, but zu->en was asked (source and target swapped?)" in capsys.readouterr().err
+
+    swapped = _cfg(tmp_path, f"adapter.init={adapter}", f"data.support={support}", "translation.source_lang=zu",
+                   "translation.target_lang=en", f"run.output_dir={tmp_path / 'swapped'}")  # fmt: skip
+    with pytest.raises(ValueError, match="swapped source and target"):
+        new_language_pair.run(swapped)
+    assert not (tmp_path / "swapped").exists()
+
+
+def test_new_pair_rejects_bad_input_before_writing(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text("a b\tc d\ne f\tg h\n", encoding="utf-8")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a b\tc d\ne f\n", encoding="utf-8")
+    out = tmp_path / "out"
+    cases = [
+        (["translation.source_lang=en", "translation.target_lang=qq", f"data.support={good}"],
+         "unknown language code 'qq'"),
+        (["translation.source_lang=en", "translation.target_lang=zu", f"data.support={good}", "task.k_shot=3"],
+         "2 sentence pairs, fewer than task.k_shot=3"),
+        (["translation.source_lang=en", "translation.target_lang=zu", f"data.support={bad}"],
+         "bad.tsv:2: expected 2 tab-separated fields"),
+        (["translation.target_lang=zu", f"data.support={good}"], "set translation.source_lang"),
+    ]  # fmt: skip
+    for extra, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            new_language_pair.run(_cfg(tmp_path, f"run.output_dir={out}", *extra))
+        assert not out.exists()
+
+
+def test_tiny_causal_lm_is_seeded():
+    a, _ = tiny_causal_lm(["x y z"], seed=3)
+    b, _ = tiny_causal_lm(["x y z"], seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
