@@ -160,7 +160,7 @@ def set_head(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None
     w_name, _ = head_names(model)
     parent = model.get_submodule(w_name.rsplit(".", 1)[0].rsplit(".", 1)[0])  # ...modules_to_save
     adapter = w_name.rsplit(".", 2)[-2]
-    new = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+    new = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight)
         new.bias.copy_(bias)

@@ -108,7 +108,7 @@ def load_encoder(
         FileNotFoundError: the name is neither a folder, a packaged model, nor reachable on the hub.
     """
     if name == TINY:
-        return tiny_encoder()
+        return tiny_encoder(attn_implementation=attn_implementation)
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

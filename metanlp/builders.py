@@ -62,7 +62,7 @@ def build_classification(cfg: RecipeConfig, load_init: bool = True) -> Classific
         ValueError: ``adapter.init`` was trained on another backbone or family (the message names both).
     """
     torch.manual_seed(cfg.run.seed)
-    encoder, tokenizer = load_encoder(cfg.model.name, cfg.model.trust_remote_code)
+    encoder, tokenizer = load_encoder(cfg.model.name, cfg.model.trust_remote_code, cfg.model.attn_implementation)
     model = attach_lora(encoder, cfg.adapter, base_name=cfg.model.name)
     pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
     if load_init and cfg.adapter.init:

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One OpenMP thread per process: the multi-process tests run 2 processes on 2 cores, and oversubscribed OpenMP
+# threads spin-wait (tiny models then run ~100x slower). Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINC = ROOT.parent / "shared" / "data" / "clinc150"

@@ -9,7 +9,8 @@ A learner has two verbs (as learn2learn's ``clone``/``adapt``, but functional):
 
 The meta-training loop averages the gradients over the meta-batch and the processes and applies one optimiser step.
 ``extra_parameters()`` returns parameters the learner itself meta-learns (Meta-SGD's learning rates), which join the
-optimiser and the checkpoint.
+optimiser and the checkpoint. A learner whose extras are shaped like the meta-parameters also has
+``bind(meta_params)``, which creates them; :func:`build_learner` calls it when given the meta-parameters.
 """
 
 from __future__ import annotations
@@ -52,8 +53,13 @@ LEARNERS = {
 }
 
 
-def build_learner(cfg: MetaConfig) -> MetaLearner:
+def build_learner(cfg: MetaConfig, meta_params: Params | None = None) -> MetaLearner:
     """The learner named by ``cfg.algorithm``, configured from ``cfg``.
+
+    Args:
+        cfg: the ``meta`` section.
+        meta_params: the meta-parameters; learners with a ``bind(meta_params)`` method (Meta-SGD) create their
+            extra parameters from them, so pass them before calling ``extra_parameters()``.
 
     Raises:
         ValueError: the name is unknown or its module is not available in this version.
@@ -65,4 +71,7 @@ def build_learner(cfg: MetaConfig) -> MetaLearner:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"meta.algorithm={cfg.algorithm!r} is not available in this version: {e}") from e
-    return cls.from_config(cfg)
+    learner = cls.from_config(cfg)
+    if meta_params is not None and hasattr(learner, "bind"):
+        learner.bind(meta_params)
+    return learner

@@ -56,6 +56,7 @@ def loss_and_grads(
     return total, grads
 
 
+@torch.enable_grad()
 def inner_loop(
     task: TaskFamily, params: Params, support: Batch, steps: int, lr: float, micro_batch: int = 0
 ) -> Params:

@@ -102,7 +102,8 @@ class TextClassificationFamily:
             emb = self.embed(lora, support)
         n_way = int(labels.max()) + 1
         counts = torch.bincount(labels, minlength=n_way).to(emb.dtype)
-        protos = torch.zeros(n_way, emb.shape[1], dtype=emb.dtype).index_add(0, labels, emb) / counts[:, None]
+        protos = torch.zeros(n_way, emb.shape[1], dtype=emb.dtype, device=emb.device).index_add(0, labels, emb)
+        protos = protos / counts[:, None]
         g_w, g_b = head_grads[self.head_weight], head_grads[self.head_bias]
         g_protos = 2 * self.head_scale * g_w - 2 * self.head_scale * g_b[:, None] * protos
         g_emb = g_protos[labels] / counts[labels, None]  # d loss / d embedding_i, (n_support, hidden)
