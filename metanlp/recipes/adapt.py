@@ -105,7 +105,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         k = min(episode.support_labels.count(i) for i in range(episode.n_way))
         summary["records"] = metric_records(results, n_way=episode.n_way, k_shot=k, adapt_steps=steps,
                                             query_examples=len(episode.query_texts), data=cfg.data.eval)  # fmt: skip
-        log.info("results on %s:\n%s", cfg.data.eval, format_table(summary["records"]))
+        log.debug("results on %s:\n%s", cfg.data.eval, format_table(summary["records"]))
     # the adapter that is kept: (c) from the meta-learned init, or (b) when no init was given
     support, _ = setup.task.batches(episode)
     if has_init:
