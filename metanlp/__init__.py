@@ -25,11 +25,12 @@ from metanlp.adapters import attach_lora, lora_parameters
 from metanlp.algorithms import build_learner
 from metanlp.algorithms.fomaml import FOMAML, inner_loop
 from metanlp.backbones import load_encoder
-from metanlp.config import RecipeConfig, load_recipe
+from metanlp.config import RecipeConfig
 from metanlp.episodes import Episode, EpisodeSampler, load_corpus, split_classes
 from metanlp.evaluation import evaluate_episodes
 from metanlp.meta_train import meta_train
 from metanlp.metrics import load_metric, mean_ci95
+from metanlp.recipe_loading import load_recipe
 from metanlp.saving import load_classifier, save_adapter
 from metanlp.tasks.text_classification import TextClassificationFamily
 

@@ -17,8 +17,9 @@ from peft.utils import load_peft_weights, set_peft_model_state_dict
 
 from metanlp.adapters import attach_lora, lora_parameters, read_metadata
 from metanlp.backbones import load_encoder
-from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.config import RecipeConfig
 from metanlp.episodes import ClassSplits, EpisodeSampler, LabelledCorpus, load_corpus, split_classes
+from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.tasks.text_classification import TextClassificationFamily
 

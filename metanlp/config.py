@@ -1,8 +1,8 @@
-"""Recipe configuration: YAML -> nested dataclasses, ``--set key.sub=value`` overrides, strict checks.
+"""Recipe configuration schema: one dataclass per YAML section, with defaults and cross-field rules.
 
 A recipe YAML has one section per dataclass below (``model``, ``adapter``, ``task``, ``meta``, ``adapt``, ``eval``,
-``data``, ``hub``, ``run``). Defaults live only in the dataclass fields. Unknown keys, wrong types and bad values are
-rejected at load time with an error that names the file and the dotted key and, for a typo, the closest valid key.
+``data``, ``hub``, ``run``, ``translation``). Defaults live only in the dataclass fields; each field is documented once,
+in its class docstring. Loading a YAML with ``--set`` overrides is :func:`metanlp.recipe_loading.load_recipe`.
 
 This is the only module of metanlp that reads environment variables (``METANLP_CACHE``, ``HF_ENDPOINT``); what it
 read is recorded in the resolved config (``run.cache_dir``, ``hub.endpoint``).
@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 __all__ = [
     "AdaptConfig",
@@ -36,8 +31,6 @@ __all__ = [
     "cache_dir",
     "hub_endpoint",
     "launcher_env",
-    "load_recipe",
-    "recipe_to_yaml",
 ]
 
 ALGORITHMS = ("fomaml", "maml", "reptile", "metasgd", "anil", "protonet")
@@ -361,117 +354,3 @@ class RecipeConfig:
             self.run.cache_dir = str(cache_dir())
         if not self.hub.endpoint:
             self.hub.endpoint = hub_endpoint()
-
-
-def _valid_keys(cls: type, prefix: str = "") -> list[str]:
-    keys = []
-    for f in fields(cls):
-        dotted = f"{prefix}{f.name}"
-        keys.append(dotted)
-        factory = f.default_factory
-        if isinstance(factory, type) and is_dataclass(factory):
-            keys += _valid_keys(factory, dotted + ".")
-    return keys
-
-
-def _explain(err: Exception, source: str) -> ConfigError:
-    key = getattr(err, "full_key", "") or ""
-    first = str(err).splitlines()[0]
-    msg = f"{source}: {first}" + (f" (key '{key}')" if key else "")
-    if isinstance(err, ConfigKeyError) and key and "did you mean" not in first.lower():
-        close = difflib.get_close_matches(key, _valid_keys(RecipeConfig), n=1, cutoff=0.6)
-        if close:
-            msg += f"; did you mean '{close[0]}'?"
-    return ConfigError(msg)
-
-
-def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
-    """Load a recipe YAML, apply ``key.sub=value`` overrides, check everything, return the dataclasses.
-
-    Args:
-        path: recipe file; None gives the defaults.
-        overrides: ``--set`` strings such as ``["adapter.r=4", "task.n_way=0"]``.
-
-    Returns:
-        The resolved :class:`RecipeConfig`.
-
-    Raises:
-        ConfigError: the file is missing or not a mapping, a key is unknown (the message names the dotted key and
-            the closest valid one), a value has the wrong type, or a cross-field rule fails.
-
-    Example:
-        >>> cfg = load_recipe(None, ["adapter.r=4", "task.n_way=0"])
-        >>> cfg.adapter.r, cfg.task.n_way
-        (4, 0)
-        >>> try:
-        ...     load_recipe(None, ["adapter.rnak=4"])
-        ... except ConfigError as e:
-        ...     print(e)
-        --set: Key 'rnak' not in 'AdapterConfig' (key 'adapter.rnak'); did you mean 'adapter.r'?
-    """
-    schema = OmegaConf.structured(RecipeConfig)
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"recipe file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-        try:
-            schema = OmegaConf.merge(schema, raw)
-        except OmegaConfBaseException as e:
-            raise _explain(e, source) from e
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. --set adapter.r=4")
-        if item.endswith("="):  # `--set data.eval=` clears a string (OmegaConf would read None)
-            item += "''"
-        try:
-            schema = OmegaConf.merge(schema, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as e:
-            raise _explain(e, "--set") from e
-    try:
-        cfg = OmegaConf.to_object(schema)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from e
-    except OmegaConfBaseException as e:
-        raise _explain(e, source) from e
-    assert isinstance(cfg, RecipeConfig)
-    return cfg
-
-
-def recipe_to_yaml(cfg: RecipeConfig) -> str:
-    """The resolved recipe as YAML text (what a run writes next to its outputs as ``recipe.yaml``)."""
-    return yaml.safe_dump(asdict(cfg), sort_keys=False)
-
-
-def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> RecipeConfig:
-    """Build a :class:`RecipeConfig` from a dict written by a (possibly newer) metanlp, ignoring unknown keys.
-
-    Lenient by design (STYLE B.15): keys this version does not know are dropped with a warning that names them.
-    """
-    import logging
-
-    clean: dict[str, Any] = {}
-    dropped: list[str] = []
-    for section in fields(RecipeConfig):
-        values = data.get(section.name) or {}
-        known = {f.name for f in fields(section.default_factory)}  # type: ignore[arg-type]
-        clean[section.name] = {k: v for k, v in values.items() if k in known}
-        dropped += [f"{section.name}.{k}" for k in values if k not in known]
-    dropped += [k for k in data if k not in {f.name for f in fields(RecipeConfig)}]
-    if dropped:
-        logging.getLogger(__name__).warning("%s: ignoring keys unknown to this metanlp version: %s", source, dropped)
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RecipeConfig), clean))
-    except OmegaConfBaseException as e:
-        raise _explain(e, source) from e
-    assert isinstance(cfg, RecipeConfig)
-    return cfg

@@ -1,7 +1,7 @@
 """A small Hugging Face Hub on 127.0.0.1: the subset of the Hub HTTP API that the stock ``huggingface_hub`` client
 uses to create repos, commit files and download snapshots, with in-memory storage.
 
-Nothing on PyPI implements the write side of the Hub API (see /work/shared/HUB.md), so metanlp's push/pull tests run
+Nothing on PyPI implements the write side of the Hub API (see ../shared/HUB.md), so metanlp's push/pull tests run
 the real client code against this server. What it speaks (checked against huggingface_hub 2.4's ``hf_api.py``,
 ``_commit_api.py``, ``file_download.py`` and ``_snapshot_download.py``):
 

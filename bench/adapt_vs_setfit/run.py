@@ -34,9 +34,9 @@ from metanlp.adapters import lora_parameters
 from metanlp.algorithms.fomaml import inner_loop
 from metanlp.backbones import resolve_model_path
 from metanlp.builders import ClassificationSetup, build_classification, load_meta_init, make_sampler, task_samplers
-from metanlp.config import load_recipe
 from metanlp.episodes import Episode
 from metanlp.metrics import load_metric
+from metanlp.recipe_loading import load_recipe
 
 HERE = Path(__file__).resolve().parent
 RECIPE = ROOT / "recipes" / "clinc150_benchmark.yaml"

@@ -53,7 +53,7 @@ def main() -> None:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
     from metanlp.builders import _git_commit
-    from metanlp.config import load_recipe
+    from metanlp.recipe_loading import load_recipe
     from metanlp.recipes import meta_train
 
     records: list[dict] = []

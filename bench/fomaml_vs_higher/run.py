@@ -39,8 +39,8 @@ from bench.run import ROOT, peak_rss_growth, write_results
 from metanlp.adapters import set_head
 from metanlp.algorithms.fomaml import FOMAML
 from metanlp.builders import ClassificationSetup, build_classification, make_sampler, task_samplers
-from metanlp.config import load_recipe
 from metanlp.episodes import Episode, EpisodeSampler
+from metanlp.recipe_loading import load_recipe
 
 HERE = Path(__file__).resolve().parent
 RECIPE = ROOT / "recipes" / "text_meta_train.yaml"

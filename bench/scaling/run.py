@@ -35,8 +35,8 @@ import torch
 from bench.run import ROOT, peak_rss_growth, write_results
 from metanlp.algorithms.fomaml import FOMAML
 from metanlp.builders import build_classification, make_sampler, task_samplers
-from metanlp.config import load_recipe
 from metanlp.meta_train import meta_train
+from metanlp.recipe_loading import load_recipe
 
 HERE = Path(__file__).resolve().parent
 RECIPE = ROOT / "recipes" / "text_meta_train.yaml"

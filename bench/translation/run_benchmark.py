@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from metanlp.algorithms.fomaml import FOMAML
-from metanlp.config import load_recipe, recipe_to_yaml
 from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
 from metanlp.meta_train import meta_train
 from metanlp.metrics import mean_ci95
+from metanlp.recipe_loading import load_recipe, recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.translation_adapters import build_translation
 

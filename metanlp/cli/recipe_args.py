@@ -61,7 +61,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_from_args(args: argparse.Namespace):  # noqa: ANN201 - RecipeConfig, imported lazily
     """Resolve and load the recipe named on the command line with its ``--set`` overrides."""
-    from metanlp.config import load_recipe
+    from metanlp.recipe_loading import load_recipe
 
     return load_recipe(resolve_recipe(args.recipe), args.overrides)
 

@@ -18,9 +18,10 @@ import torch
 
 from metanlp.adapters import head_names, set_head
 from metanlp.builders import build_classification, prepare_run_dir
-from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.config import RecipeConfig
 from metanlp.episodes import Episode, load_corpus
 from metanlp.evaluation import evaluate_episodes, format_table, metric_records
+from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.recipes.evaluate import adaptation_budget, load_learner
 from metanlp.saving import predict_texts, save_adapter, write_json_atomic
 

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 
 from metanlp.algorithms import build_learner
 from metanlp.builders import build_classification, make_sampler, prepare_run_dir, task_samplers
-from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.config import RecipeConfig
 from metanlp.meta_train import meta_train
+from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.recipes.evaluate import evaluate_split, load_learner
 from metanlp.saving import save_adapter, write_json_atomic
 

@@ -21,8 +21,9 @@ import torch
 from metanlp.adapters import read_metadata
 from metanlp.algorithms import build_learner
 from metanlp.builders import prepare_run_dir
-from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.config import RecipeConfig
 from metanlp.language_pairs import language_name, load_pairs, read_user_pairs
+from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.translation_adapters import build_translation, save_translation_adapter
 from metanlp.translation_backbone import TINY_TRANSLATOR, backbone_licence

@@ -18,9 +18,10 @@ from accelerate import Accelerator
 
 from metanlp.algorithms import build_learner
 from metanlp.builders import prepare_run_dir
-from metanlp.config import RecipeConfig, recipe_to_yaml
+from metanlp.config import RecipeConfig
 from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
 from metanlp.meta_train import meta_train
+from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.translation_adapters import build_translation, save_translation_adapter
 from metanlp.translation_backbone import TINY_TRANSLATOR, backbone_licence

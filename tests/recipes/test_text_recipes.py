@@ -14,7 +14,7 @@ from peft import PeftModel
 
 from metanlp.adapters import TextClassifier
 from metanlp.backbones import tiny_encoder
-from metanlp.config import load_recipe
+from metanlp.recipe_loading import load_recipe
 from metanlp.recipes import adapt, meta_train
 from metanlp.saving import load_classifier, predict_texts
 

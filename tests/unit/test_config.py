@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from metanlp.config import ConfigError, load_recipe, recipe_from_dict, recipe_to_yaml
+from metanlp.config import ConfigError
+from metanlp.recipe_loading import load_recipe, recipe_from_dict, recipe_to_yaml
 
 
 def test_unknown_key_names_dotted_key_and_suggestion(tmp_path: Path) -> None:

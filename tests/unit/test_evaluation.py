@@ -6,8 +6,8 @@ import pytest
 
 from metanlp.algorithms.fomaml import FOMAML
 from metanlp.builders import build_classification, make_sampler, task_samplers
-from metanlp.config import load_recipe
 from metanlp.evaluation import evaluate_episodes, format_table, metric_records
+from metanlp.recipe_loading import load_recipe
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,11 @@ from huggingface_hub import HfApi
 
 from metanlp.adapters import attach_lora, lora_parameters, set_head
 from metanlp.backbones import tiny_encoder
-from metanlp.config import AdapterConfig, load_recipe, recipe_to_yaml
+from metanlp.config import AdapterConfig
 from metanlp.errors import HubError
 from metanlp.hub import pull_adapter, push_adapter, resolve_adapter
 from metanlp.model_card import build_model_card
+from metanlp.recipe_loading import load_recipe, recipe_to_yaml
 from metanlp.saving import save_adapter
 
 ALICE, BOB = "hf_alice_token", "hf_bob_token"

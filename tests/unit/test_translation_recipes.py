@@ -10,7 +10,7 @@ import torch
 from peft import PeftModel
 
 from metanlp.cli import main as cli_main
-from metanlp.config import load_recipe
+from metanlp.recipe_loading import load_recipe
 from metanlp.recipes import new_language_pair, translation_meta_train
 from metanlp.translation_backbone import tiny_causal_lm
 
