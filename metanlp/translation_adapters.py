@@ -18,10 +18,10 @@ import torch
 from peft import PeftModel
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 
-from metanlp.adapters import METADATA_FILE, read_metadata
+from metanlp.adapters import read_metadata
 from metanlp.config import RecipeConfig
 from metanlp.language_pairs import language_name
-from metanlp.saving import atomic_dir, write_json_atomic
+from metanlp.saving import save_adapter
 from metanlp.tasks.translation import TranslationFamily, newline_ids
 from metanlp.translation_backbone import TINY_TRANSLATOR, attach_translation_lora, load_translator, tiny_causal_lm
 from metanlp.vocab_pruning import VocabMap, build_vocab_map, prune_causal_lm
@@ -143,14 +143,7 @@ def save_translation_adapter(
     meta = dict(metadata)
     if setup.vocab is not None:
         meta["vocab_pruning"] = setup.vocab.to_dict()
-    with atomic_dir(out_dir) as tmp:
-        setup.model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
-        write_json_atomic(tmp / METADATA_FILE, meta)
-        if recipe_yaml:
-            (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
-        if metrics is not None:
-            write_json_atomic(tmp / "metrics.json", metrics)
-    return Path(out_dir)
+    return save_adapter(setup.model, out_dir, meta, recipe_yaml, metrics)
 
 
 def load_translation_adapter(adapter_dir: str | Path, backbone: str | None = None) -> tuple[TranslationFamily, dict]:
