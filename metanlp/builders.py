@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft.utils import load_peft_weights, set_peft_model_state_dict
 
 from metanlp.adapters import attach_lora, lora_parameters, read_metadata
 from metanlp.backbones import load_encoder
 from metanlp.config import RecipeConfig
 from metanlp.episodes import ClassSplits, EpisodeSampler, LabelledCorpus, load_corpus, split_classes
 from metanlp.recipe_loading import recipe_to_yaml
-from metanlp.saving import write_json_atomic
+from metanlp.saving import load_adapter_weights, write_json_atomic
 from metanlp.tasks.text_classification import TextClassificationFamily
 
 __all__ = [
@@ -87,14 +86,7 @@ def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: st
             f"adapter.init={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
             f"but model.name is {backbone!r}"
         )
-    weights = load_peft_weights(str(adapter_dir), device="cpu")  # LoRA + the 1-row placeholder head
-    try:
-        result = set_peft_model_state_dict(model, weights)
-    except RuntimeError as e:
-        raise ValueError(f"adapter.init={adapter_dir}: LoRA weights do not fit this adapter config: {e}") from e
-    unexpected = getattr(result, "unexpected_keys", [])
-    if unexpected:
-        raise ValueError(f"adapter.init={adapter_dir}: unexpected weights {unexpected[:3]} (other adapter config?)")
+    load_adapter_weights(model, adapter_dir)  # LoRA + the 1-row placeholder head
     log.info("loaded meta-learned init from %s", adapter_dir)
 
 

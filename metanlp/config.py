@@ -1,8 +1,8 @@
 """Recipe configuration schema: one dataclass per YAML section, with defaults and cross-field rules.
 
 A recipe YAML has one section per dataclass below (``model``, ``adapter``, ``task``, ``meta``, ``adapt``, ``eval``,
-``data``, ``hub``, ``run``, ``translation``). Defaults live only in the dataclass fields; each field is documented once,
-in its class docstring. Loading a YAML with ``--set`` overrides is :func:`metanlp.recipe_loading.load_recipe`.
+``data``, ``hub``, ``run``, ``translation``). Defaults live only in the dataclass fields; each field is documented
+once, in its class docstring. Loading a YAML with ``--set`` overrides is :func:`metanlp.recipe_loading.load_recipe`.
 
 This is the only module of metanlp that reads environment variables (``METANLP_CACHE``, ``HF_ENDPOINT``); what it
 read is recorded in the resolved config (``run.cache_dir``, ``hub.endpoint``).

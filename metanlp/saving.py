@@ -21,7 +21,14 @@ from peft import PeftModel
 from metanlp.adapters import METADATA_FILE, TextClassifier, read_metadata
 from metanlp.backbones import load_encoder
 
-__all__ = ["atomic_dir", "load_classifier", "predict_texts", "save_adapter", "write_json_atomic"]
+__all__ = [
+    "atomic_dir",
+    "load_adapter_weights",
+    "load_classifier",
+    "predict_texts",
+    "save_adapter",
+    "write_json_atomic",
+]
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -97,6 +104,31 @@ def save_adapter(
         if metrics is not None:
             write_json_atomic(tmp / "metrics.json", metrics)
     return out
+
+
+def load_adapter_weights(model: PeftModel, adapter_dir: str | Path, lora_only: bool = False) -> None:
+    """Load a saved adapter's weights into ``model`` in place, with peft's own loader.
+
+    Args:
+        model: a peft model with the same adapter config.
+        adapter_dir: folder with ``adapter_model.safetensors``.
+        lora_only: load only the LoRA matrices (skip saved heads and other modules).
+
+    Raises:
+        ValueError: the weights do not fit the model's adapter config, or include weights it does not have.
+    """
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(str(adapter_dir), device="cpu")
+    if lora_only:
+        weights = {k: v for k, v in weights.items() if "lora_" in k}
+    try:
+        result = set_peft_model_state_dict(model, weights)
+    except RuntimeError as e:
+        raise ValueError(f"{adapter_dir}: LoRA weights do not fit this adapter config: {e}") from e
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"{adapter_dir}: unexpected weights {unexpected[:3]} (other adapter config?)")
 
 
 def load_classifier(adapter_dir: str | Path, backbone: str | None = None) -> tuple[PeftModel, Any, dict[str, Any]]:

@@ -16,12 +16,11 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from peft.utils import load_peft_weights, set_peft_model_state_dict
 
 from metanlp.adapters import read_metadata
 from metanlp.config import RecipeConfig
 from metanlp.language_pairs import language_name
-from metanlp.saving import save_adapter
+from metanlp.saving import load_adapter_weights, save_adapter
 from metanlp.tasks.translation import TranslationFamily, newline_ids
 from metanlp.translation_backbone import TINY_TRANSLATOR, attach_translation_lora, load_translator, tiny_causal_lm
 from metanlp.vocab_pruning import VocabMap, build_vocab_map, prune_causal_lm
@@ -118,13 +117,7 @@ def build_translation(
 
 
 def _load_lora(model: PeftModel, adapter_dir: str | Path) -> None:
-    weights = {k: v for k, v in load_peft_weights(str(adapter_dir), device="cpu").items() if "lora_" in k}
-    try:
-        result = set_peft_model_state_dict(model, weights)
-    except RuntimeError as e:
-        raise ValueError(f"{adapter_dir}: LoRA weights do not fit this adapter config: {e}") from e
-    if getattr(result, "unexpected_keys", []):
-        raise ValueError(f"{adapter_dir}: unexpected weights {result.unexpected_keys[:3]} (other adapter config?)")
+    load_adapter_weights(model, adapter_dir, lora_only=True)
     log.info("loaded LoRA weights from %s", adapter_dir)
 
 
