@@ -86,6 +86,9 @@ class AdapterConfig:
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
+        multitask_init: translation only: folder of the multi-task transfer adapter (``metanlp meta-train`` output
+            ``multitask_adapter/``, see ``translation.multitask_baseline``); ``new_language_pair`` adapts it too and
+            scores it on ``data.eval`` as method (b). Empty = no (b) row.
     """
 
     r: int = 8
@@ -93,6 +96,7 @@ class AdapterConfig:
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
     init: str = ""
+    multitask_init: str = ""
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -305,6 +309,9 @@ class TranslationConfig:
         max_length: tokens per training example (prompt + target).
         max_new_tokens: generation budget per sentence, tokens.
         prompt_shots: support pairs shown in the prompt of in-context prompting (method 0).
+        multitask_baseline: ``translation_meta_train`` also trains the multi-task transfer baseline (b): the same LoRA
+            trained jointly on the meta-train pairs for as many forward/backward passes as meta-training used, saved
+            as ``multitask_adapter/`` (doubles the run time).
     """
 
     pairs: list[str] = field(
@@ -320,6 +327,7 @@ class TranslationConfig:
     max_length: int = 128
     max_new_tokens: int = 96
     prompt_shots: int = 3
+    multitask_baseline: bool = False
 
     def __post_init__(self) -> None:
         shared = set(self.val_languages) & set(self.test_languages)

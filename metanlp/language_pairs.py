@@ -106,14 +106,16 @@ def load_pairs(paths: list[str | Path], max_chars: int = 0) -> PairCorpus:
         max_chars: drop pairs whose longer side exceeds this many characters (0 = keep all).
 
     Raises:
-        FileNotFoundError: a file is missing (run ``python data/translation/prepare.py``).
+        FileNotFoundError: a file is missing (run ``python data/prepare_all.py --only translation ddtp``).
         ValueError: a row lacks a field (the message names the file and line).
     """
     pairs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for path in paths:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"pair corpus not found: {p} (build it with python data/translation/prepare.py)")
+            raise FileNotFoundError(
+                f"pair corpus not found: {p} (build it with python data/prepare_all.py --only translation ddtp)"
+            )
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue

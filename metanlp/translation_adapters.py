@@ -29,6 +29,7 @@ __all__ = [
     "TranslationSetup",
     "always_kept_ids",
     "build_translation",
+    "lora_weights",
     "load_translation_adapter",
     "save_translation_adapter",
 ]
@@ -114,6 +115,21 @@ def build_translation(
     t = cfg.translation
     task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names)
     return TranslationSetup(peft_model, tokenizer, task, params, pretrained, vocab, tokenizer_texts)
+
+
+def lora_weights(setup: TranslationSetup, adapter_dir: str | Path) -> dict[str, torch.Tensor]:
+    """LoRA weights of another saved translation adapter, keyed like ``setup.meta_params``; the model keeps its own.
+
+    Raises:
+        ValueError: the adapter's LoRA does not fit ``setup``'s adapter config.
+    """
+    own = {k: v.detach().clone() for k, v in setup.meta_params.items()}
+    _load_lora(setup.model, adapter_dir)
+    other = {k: v.detach().clone() for k, v in setup.meta_params.items()}
+    with torch.no_grad():
+        for k, v in setup.meta_params.items():
+            v.copy_(own[k])
+    return other
 
 
 def _load_lora(model: PeftModel, adapter_dir: str | Path) -> None:

@@ -116,13 +116,14 @@ def main() -> None:
         plan += [(f"{n} (CACTUs, no labels)", [f"meta.algorithm={n}", *NEEDS.get(n, []), *cactus])
                  for n in args.unsupervised]  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
+    config = {"recipe": str(RECIPE.relative_to(ROOT)), "held_out_domains": HELD_OUT, "overrides": args.overrides,
+              "unlabelled_texts": args.max_unlabelled or "all"}  # fmt: skip
     for i, (name, sets) in enumerate(plan):
         methods = [] if i == 0 else ["eval.methods=[meta]"]  # baselines once: the episodes are the same
         rows[name] = run_row(name, [*base, *sets, *args.overrides, *methods], out / f"row{i}")
         print(table(rows), flush=True)  # noqa: T201
-    config = {"recipe": str(RECIPE.relative_to(ROOT)), "held_out_domains": HELD_OUT, "overrides": args.overrides,
-              "unlabelled_texts": args.max_unlabelled or "all"}  # fmt: skip
-    path = write_results(args.results, {"config": config, "rows": rows, "table": table(rows)})
+        # written after every row, so a long run interrupted late still leaves the rows it finished
+        path = write_results(args.results, {"config": config, "rows": rows, "table": table(rows)})
     print(f"wrote {path}")  # noqa: T201
 
 

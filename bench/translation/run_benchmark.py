@@ -6,8 +6,13 @@
     passes as meta-training, then adapted on the K pairs;
 (c) the FOMAML meta-learned init, adapted on the K pairs.
 (a)-(c) use the same adaptation (``meta.inner_steps`` SGD steps at the inner learning rate chosen on meta-val pairs
-only) and greedy decoding of a zero-shot prompt. Scores: corpus chrF and BLEU per held-out pair; mean and 95% CI over
-pairs. Held-out languages never occur in meta-training (asserted by ``split_pairs``).
+only) and greedy decoding, read twice: with a zero-shot prompt and with the same ``translation.prompt_shots``-shot
+prompt as (0) (rows ``... + prompt``). Scores: corpus chrF and BLEU per held-out pair; mean and 95% CI over pairs,
+per K. Held-out languages never occur in meta-training (asserted by ``split_pairs``); K = 64 needs DDTP pairs
+(``python data/ddtp/prepare.py``): UDHR has at most ~60 paragraphs per language.
+
+The pruned vocabulary keeps the pieces of every corpus text except the test sentences (held-out languages included:
+their other sentences stand for the monolingual text a user has; the test sentences never choose pieces).
 
 Run: ``PYTHONPATH=. python bench/translation/run_benchmark.py [--budget-s 480] [--test-sentences 10]``
 Writes ``bench/translation/results.json`` and ``metrics.json``; timings on a shared 2-core machine are noisy.
@@ -19,6 +24,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,6 +33,7 @@ from metanlp.algorithms.fomaml import FOMAML
 from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
 from metanlp.meta_train import meta_train
 from metanlp.metrics import mean_ci95
+from metanlp.multitask import equal_compute_passes, multitask_train
 from metanlp.recipe_loading import load_recipe, recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.translation_adapters import build_translation
@@ -43,12 +50,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget-s", type=float, default=480, help="meta-training wall-clock budget (seconds)")
     ap.add_argument("--test-sentences", type=int, default=10, help="test sentences per held-out pair")
-    ap.add_argument("--pairs", default="zu,so,mt", help="held-out target languages evaluated (en->X)")
+    ap.add_argument("--pairs", default="zu:16,so:16,mt:16,uk:16,ru:16,uk:64,ru:64",
+                    help="held-out en->X evaluations as LANG:K (K support pairs)")  # fmt: skip
     ap.add_argument("--lrs", default="0.03,0.1", help="inner learning rates tried on meta-val")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override")
     ap.add_argument("--smoke", action="store_true", help="tiny random model, seconds: checks the code path only")
     args = ap.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
-    overrides = [f"run.output_dir={HERE / 'run'}", "run.progress=false", "meta.save_every=0"]
+    overrides = [f"run.output_dir={HERE / 'run'}", "run.progress=false", "meta.save_every=0", *args.overrides]
     if args.smoke:
         overrides += [
             "model.name=tiny-random-gemma3",
@@ -61,20 +70,25 @@ def main() -> None:
     t, k = cfg.translation, cfg.task.k_shot
     corpus = load_pairs([ROOT / p for p in t.pairs], t.max_chars)
     splits = split_pairs(corpus, t.val_languages, t.test_languages, cfg.task.k_shot + cfg.task.q_query)
-    held = [("en", x) for x in args.pairs.split(",")]
-    assert all(h in splits.test for h in held)
-    episodes = {}
-    for src, tgt in held:  # fixed support (first K after a seeded shuffle) and test sentences, same for all methods
+    held = [(("en", x.split(":")[0]), int(x.split(":")[1])) for x in args.pairs.split(",")]
+    assert all(h in splits.test for h, _ in held), (held, splits.test)
+    episodes = {}  # (src, tgt, K) -> (support, test); the test sentences of a pair are the same for every K
+    for (src, tgt), kk in held:
         pairs = corpus.directed(src, tgt)
         order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
-        episodes[(src, tgt)] = ([pairs[i] for i in order[:k]], [pairs[i] for i in order[k : k + args.test_sentences]])
-    langs = sorted({x for task in splits.train + splits.val + held for x in task})
-    texts = [x for key, ps in corpus.pairs.items() if not set(key) & set(t.test_languages) for p in ps for x in p]
-    texts += [x for sup, _ in episodes.values() for p in sup for x in p]  # supports only, never test sentences
+        test = [pairs[i] for i in order[: args.test_sentences]]
+        rest = [pairs[i] for i in order[args.test_sentences :]]
+        if len(rest) < kk:
+            raise SystemExit(f"en->{tgt}: {len(rest)} pairs besides the test sentences, fewer than K={kk}")
+        episodes[(src, tgt, kk)] = (rest[:kk], test)
+    tested = {p for _, test in episodes.values() for p in test}
+    langs = sorted({x for task in splits.train + splits.val + [h for h, _ in held] for x in task})
+    texts = [x for ps in corpus.pairs.values() for p in ps if p not in tested and p[::-1] not in tested for x in p]
     start = time.perf_counter()
     setup = build_translation(cfg, texts, langs)
     task = setup.task
-    results: dict = {"k_shot": k, "held_out": [f"{a}->{b}" for a, b in held], "vocab_kept": setup.vocab.size,
+    results: dict = {"k_shots": sorted({kk for _, kk in held}), "vocab_kept": setup.vocab.size,
+                     "held_out": [f"{a}->{b}:K={kk}" for (a, b), kk in held],
                      "test_sentences_per_pair": args.test_sentences, "meta_train_pairs": len(splits.train),
                      "device": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, shared (noisy)",
                      "recipe": recipe_to_yaml(cfg)}  # fmt: skip
@@ -100,40 +114,49 @@ def main() -> None:
     learner = FOMAML(inner_lr=inner_lr, inner_steps=cfg.meta.inner_steps)
     cfg.meta.inner_lr = inner_lr
 
+    from metanlp.metrics import load_metric
+
+    chrf_metric, bleu_metric = load_metric("chrf"), load_metric("bleu")
+
+    def score(method: str, key: tuple, preds: list[str], batch: dict, extra: dict) -> None:
+        refs = [[r] for r in task.references(batch)]
+        chrf = chrf_metric.compute(predictions=preds, references=refs)["score"]
+        bleu = bleu_metric.compute(predictions=preds, references=refs)["score"]
+        src, tgt, kk = key
+        results.setdefault("per_pair", {}).setdefault(method, []).append(
+            {"pair": f"{src}->{tgt}", "k": kk, "chrf": chrf, "bleu": bleu, **extra,
+             "example": [episodes[key][1][0][0], preds[0], episodes[key][1][0][1]]})  # fmt: skip
+        log(f"{method} {src}->{tgt} K={kk}: chrF {chrf:.1f} BLEU {bleu:.1f} {extra}")
+
+    def summarise() -> None:
+        results["metrics"] = {}
+        for method, rows in results["per_pair"].items():
+            for kk in sorted({r["k"] for r in rows}):
+                for metric in ("chrf", "bleu"):
+                    vals = [r[metric] for r in rows if r["k"] == kk]
+                    results["metrics"][f"{method}/{metric}/K={kk}"] = {**mean_ci95(vals), "k": kk, "pairs": len(vals)}
+        write_json_atomic(HERE / out_name, results)
+
     def evaluate(method: str, init: dict | None) -> None:
-        rows = []
-        for (src, tgt), (sup, test) in episodes.items():
+        for key, (sup, test) in episodes.items():
+            src, tgt, _ = key
+            shots = sup[: t.prompt_shots]
             t0 = time.perf_counter()
             if init is None:
-                params, batch = setup.pretrained, task.encode(test, src, tgt, sup[: t.prompt_shots])
-            else:
-                with torch.enable_grad():
-                    params = learner.adapt(task, init, task.encode(sup, src, tgt))
-                batch = task.encode(test, src, tgt)
+                batch = task.encode(test, src, tgt, shots)
+                preds = task.translate_batch(setup.pretrained, batch)
+                score(method, key, preds, batch, {"sentences_per_s": len(test) / (time.perf_counter() - t0)})
+                continue
+            with torch.enable_grad():
+                params = learner.adapt(task, init, task.encode(sup, src, tgt))
             adapt_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            preds = task.translate_batch(params, batch)
-            gen_s = time.perf_counter() - t1
-            refs = [[r] for r in task.references(batch)]
-            from metanlp.metrics import load_metric
-
-            chrf = load_metric("chrf").compute(predictions=preds, references=refs)["score"]
-            bleu = load_metric("bleu").compute(predictions=preds, references=refs)["score"]
-            rows.append({"pair": f"{src}->{tgt}", "chrf": chrf, "bleu": bleu, "adapt_s": adapt_s,
-                         "sentences_per_s": len(test) / gen_s,
-                         "example": [test[0][0], preds[0], test[0][1]]})  # fmt: skip
-            log(
-                f"{method} {src}->{tgt}: chrF {chrf:.1f} BLEU {bleu:.1f} adapt {adapt_s:.0f} s, "
-                f"{len(test) / gen_s:.2f} sent/s"
-            )
-        results.setdefault("per_pair", {})[method] = rows
-        for metric in ("chrf", "bleu"):
-            results.setdefault("metrics", {})[f"{method}/{metric}"] = {
-                **mean_ci95([r[metric] for r in rows]),
-                "k": k,
-                "episodes": len(rows),
-            }
-        write_json_atomic(HERE / out_name, results)
+            for suffix, prompt_shots in (("", []), ("+prompt", shots)):  # zero-shot read, then the (0) prompt
+                t1 = time.perf_counter()
+                batch = task.encode(test, src, tgt, prompt_shots)
+                preds = task.translate_batch(params, batch)
+                speed = len(test) / (time.perf_counter() - t1)
+                score(method + suffix, key, preds, batch, {"adapt_s": adapt_s, "sentences_per_s": speed})
+        summarise()
 
     evaluate("prompting", None)
     evaluate("finetune", setup.pretrained)
@@ -158,29 +181,21 @@ def main() -> None:
     with torch.no_grad():
         for kk, p in setup.meta_params.items():
             p.copy_(probe[kk])
-    params = list(setup.meta_params.values())
-    opt = torch.optim.Adam(params, lr=cfg.meta.outer_lr)
-    passes = res.steps * cfg.meta.meta_batch_size * (cfg.meta.inner_steps + 1)
-    t0 = time.perf_counter()
-    losses = []
-    for i in range(passes):
-        ep = sampler.sample(10**7 + i)
-        loss = task.loss(setup.meta_params, task.encode(ep.support, ep.source_lang, ep.target_lang))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    passes = equal_compute_passes(cfg.meta, res.steps)
+    base = multitask_train(task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes, cfg.meta.outer_lr)
     multitask_init = {kk: v.detach().clone() for kk, v in setup.meta_params.items()}
-    results["multitask"] = {"passes": passes, "seconds": time.perf_counter() - t0,
-                            "final_loss": sum(losses[-10:]) / len(losses[-10:])}  # fmt: skip
+    results["multitask"] = asdict(base)
     log(f"multi-task {passes} passes in {results['multitask']['seconds']:.0f} s")
 
     evaluate("multitask", multitask_init)
     evaluate("meta", meta_init)
-    m = results["metrics"]
-    results["meta_minus_best_other_chrf"] = m["meta/chrf"]["mean"] - max(
-        m[f"{x}/chrf"]["mean"] for x in ("prompting", "finetune", "multitask")
-    )
+    m, gaps = results["metrics"], {}
+    for kk in results["k_shots"]:
+        others = [m[f"{x}/chrf/K={kk}"]["mean"] for x in ("prompting", "finetune", "multitask", "finetune+prompt",
+                                                           "multitask+prompt")]  # fmt: skip
+        best_meta = max(m[f"meta/chrf/K={kk}"]["mean"], m[f"meta+prompt/chrf/K={kk}"]["mean"])
+        gaps[f"K={kk}"] = best_meta - max(others)
+    results["meta_minus_best_other_chrf"] = gaps
     write_json_atomic(HERE / out_name, results)
     if not args.smoke:
         write_json_atomic(HERE / "metrics.json", results["metrics"])

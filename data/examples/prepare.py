@@ -7,6 +7,13 @@ meta-learned init never saw them. Writes, deterministically (seed 0):
 - new_categories/eval.csv: the remaining examples of those blocks (to compare methods);
 - new_categories/unlabelled.txt: 20 texts without labels (to show predictions).
 
+and, for recipes/new_language_pair.yaml, from the UDHR English-Zulu paragraphs (Zulu is held out of translation
+meta-training in both directions; paragraphs of <= 200 characters, as the translation recipes):
+
+- new_language_pair/support.en-zu.tsv: K=16 sentence pairs (source<TAB>target);
+- new_language_pair/eval.en-zu.tsv: 12 further pairs (to compare methods);
+- new_language_pair/sentences.en.txt: 4 further English paragraphs (to show translations).
+
 Run: python data/examples/prepare.py
 """
 
@@ -28,12 +35,33 @@ HELD_OUT = (
 )
 
 
+def new_language_pair(source: Path, out: Path, k: int = 16, n_eval: int = 12, n_predict: int = 4) -> None:
+    """The en->zu files of recipes/new_language_pair.yaml (seeded shuffle of the UDHR pairs)."""
+    pairs = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if (row["source_lang"], row["target_lang"]) == ("en", "zu") and max(
+            len(row["source"]), len(row["target"])
+        ) <= 200:
+            pairs.append((row["source"], row["target"]))
+    random.Random(0).shuffle(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("support.en-zu.tsv", pairs[:k]), ("eval.en-zu.tsv", pairs[k : k + n_eval])):
+        (out / name).write_text("".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+    predict = [a for a, _ in pairs[k + n_eval : k + n_eval + n_predict]]
+    (out / "sentences.en.txt").write_text("\n".join(predict) + "\n", encoding="utf-8")
+    print(f"en->zu: {k} support, {n_eval} eval, {len(predict)} sentences of {len(pairs)} pairs")  # noqa: T201
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=str(HERE.parent / "icd10_blocks" / "icd10_blocks.jsonl"))
     parser.add_argument("--out", default=str(HERE / "new_categories"))
     parser.add_argument("--k-shot", type=int, default=5)
+    parser.add_argument("--udhr", default=str(HERE.parent / "translation" / "udhr_pairs.jsonl"))
+    parser.add_argument("--pair-out", default=str(HERE / "new_language_pair"))
     args = parser.parse_args()
+    new_language_pair(Path(args.udhr), Path(args.pair_out))
     by_label: dict[str, list[str]] = defaultdict(list)
     with open(args.source, encoding="utf-8") as f:
         for line in f:

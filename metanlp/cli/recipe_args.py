@@ -117,7 +117,9 @@ def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: 
         summary = dispatch(recipe, cfg).run(cfg)
         if summary.get("records") and cfg.task.family == "text_classification":
             sys.stdout.write(format_table(summary["records"]) + "\n")
-        rest = {k: v for k, v in summary.items() if k != "records"}
+        if isinstance(summary.get("table"), str):
+            sys.stdout.write(summary["table"] + "\n")
+        rest = {k: v for k, v in summary.items() if k not in ("records", "table")}
         sys.stdout.write(json.dumps(rest, default=str)[:2000] + "\n")
         sys.stdout.write(f"outputs: {cfg.run.output_dir}\n")
         return 0

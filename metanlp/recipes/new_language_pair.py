@@ -5,12 +5,16 @@ Run: ``metanlp adapt recipes/new_language_pair.yaml --set data.support=pairs.tsv
 Starts from the meta-learned init in ``adapter.init`` (or the pretrained backbone when empty), adapts with the
 learner's inner loop (``adapt.steps`` / ``adapt.lr``; -1 = the ``meta.*`` values, the procedure used at
 meta-training), and writes ``run.output_dir/adapter/`` (stock peft + ``metanlp.json``), ``translations.tsv`` for
-``data.predict`` and ``metrics.json`` (chrF/BLEU on ``data.eval`` when given: in-context prompting vs the adapter).
+``data.predict`` and ``metrics.json``. With ``data.eval`` it scores, on the same sentences with the same greedy
+decoding, side by side: (0) in-context prompting with ``translation.prompt_shots`` support pairs, no training;
+(a) LoRA adapted from the pretrained backbone; (b) the multi-task transfer adapter ``adapter.multitask_init`` adapted
+the same way (when given); (c) the meta-learned ``adapter.init`` adapted the same way (when given).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +29,8 @@ from metanlp.config import RecipeConfig
 from metanlp.language_pairs import language_name, load_pairs, read_user_pairs
 from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import write_json_atomic
-from metanlp.translation_adapters import build_translation, save_translation_adapter
+from metanlp.tasks import Params
+from metanlp.translation_adapters import TranslationSetup, build_translation, lora_weights, save_translation_adapter
 from metanlp.translation_backbone import TINY_TRANSLATOR, backbone_licence
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,29 @@ def _read_sentences(path: str) -> list[str]:
     return lines
 
 
+_LANGUAGE_TAG = re.compile(r"[^.]+\.([a-z]{2,3}(?:-[a-z]{2,3})?)\.(?:tsv|jsonl|txt)")
+
+
+def check_file_languages(cfg: RecipeConfig) -> None:
+    """A data file whose name carries language codes (``support.en-zu.tsv``, ``sentences.en.txt``, as the shipped
+    example) must match the recipe's languages: overriding ``translation.target_lang`` or ``data.support`` alone
+    would otherwise score or translate another pair's files.
+
+    Raises:
+        ValueError: the tag in the file name names other languages (the message names the key and the file).
+    """
+    t = cfg.translation
+    for key, path, want in (("data.support", cfg.data.support, f"{t.source_lang}-{t.target_lang}"),
+                            ("data.eval", cfg.data.eval, f"{t.source_lang}-{t.target_lang}"),
+                            ("data.predict", cfg.data.predict, t.source_lang)):  # fmt: skip
+        tag = _LANGUAGE_TAG.fullmatch(Path(path).name) if path else None
+        if tag and tag.group(1) != want:
+            raise ValueError(
+                f"{key}={path} is named for {tag.group(1)}, but this recipe translates "
+                f"{t.source_lang}->{t.target_lang}: point {key} at your own file (or set it to '')"
+            )
+
+
 def check_inputs(cfg: RecipeConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
     """Validate languages and files before any work: ``(support pairs, eval pairs, sentences to translate)``.
 
@@ -55,6 +83,7 @@ def check_inputs(cfg: RecipeConfig) -> tuple[list[tuple[str, str]], list[tuple[s
         raise ValueError("set translation.source_lang and translation.target_lang (language codes, e.g. en and zu)")
     for code in (t.source_lang, t.target_lang):
         language_name(code, t.language_names)
+    check_file_languages(cfg)
     if not cfg.data.support:
         raise ValueError("data.support is empty: give a TSV (source<TAB>target) or JSONL file of sentence pairs")
     support = read_user_pairs(cfg.data.support)
@@ -62,16 +91,61 @@ def check_inputs(cfg: RecipeConfig) -> tuple[list[tuple[str, str]], list[tuple[s
         raise ValueError(
             f"{cfg.data.support}: {len(support)} sentence pairs, fewer than task.k_shot={cfg.task.k_shot}"
         )
-    if cfg.adapter.init:
-        meta = read_metadata(cfg.adapter.init)
+    for key, folder in (("adapter.init", cfg.adapter.init), ("adapter.multitask_init", cfg.adapter.multitask_init)):
+        if not folder:
+            continue
+        meta = read_metadata(folder)
+        if meta.get("family") != "translation":
+            raise ValueError(f"{key}={folder}: family {meta.get('family')!r} is not translation")
         if (meta.get("source_lang"), meta.get("target_lang")) == (t.target_lang, t.source_lang):
             raise ValueError(
-                f"adapter.init={cfg.adapter.init} translates {meta['source_lang']}->{meta['target_lang']}, but this "
+                f"{key}={folder} translates {meta['source_lang']}->{meta['target_lang']}, but this "
                 f"recipe asks for {t.source_lang}->{t.target_lang}: swapped source and target?"
             )
     evals = read_user_pairs(cfg.data.eval) if cfg.data.eval else []
     sentences = _read_sentences(cfg.data.predict) if cfg.data.predict else []
     return support, evals, sentences
+
+
+def compare_methods(
+    cfg: RecipeConfig,
+    setup: TranslationSetup,
+    learner: Any,
+    support_pairs: list[tuple[str, str]],
+    eval_pairs: list[tuple[str, str]],
+    adapted: Params,
+) -> dict[str, dict[str, float]]:
+    """chrF/BLEU of (0), (a), (b), (c) on ``eval_pairs`` (same sentences, same greedy decoding).
+
+    ``adapted`` is the adapter already adapted from ``setup.meta_params`` (the (c) row when ``adapter.init`` is set,
+    else the (a) row), so that init is not adapted twice.
+    """
+    t, task = cfg.translation, setup.task
+    src, tgt = t.source_lang, t.target_lang
+    shots = support_pairs[: t.prompt_shots]
+    rows = {"(0) prompting": task.score(setup.pretrained, task.encode(eval_pairs, src, tgt, shots))}
+    support, batch = task.encode(support_pairs, src, tgt), task.encode(eval_pairs, src, tgt)
+    inits: dict[str, Params | None] = {"(a) pretrained + adapt": None if not cfg.adapter.init else setup.pretrained}
+    if cfg.adapter.multitask_init:
+        inits["(b) multi-task + adapt"] = lora_weights(setup, cfg.adapter.multitask_init)
+    if cfg.adapter.init:
+        inits["(c) meta-learned + adapt"] = None
+    for name, init in inits.items():
+        if init is not None:
+            with torch.enable_grad():
+                params = learner.adapt(task, init, support)
+        else:
+            params = adapted
+        rows[name] = task.score(params, batch)
+        log.info("%s: chrF %.1f BLEU %.1f", name, rows[name]["chrf"], rows[name]["bleu"])
+    return rows
+
+
+def format_methods(rows: dict[str, dict[str, float]], pair: str, k: int, n_eval: int) -> str:
+    """The side-by-side table printed by ``metanlp adapt`` (markdown)."""
+    lines = [f"| {pair}, K = {k}, {n_eval} eval pairs | chrF | BLEU |", "|---|---|---|"]
+    lines += [f"| {name} | {r['chrf']:.1f} | {r['bleu']:.1f} |" for name, r in rows.items()]
+    return "\n".join(lines)
 
 
 def run(cfg: RecipeConfig) -> dict[str, Any]:
@@ -81,12 +155,14 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     src, tgt = t.source_lang, t.target_lang
     out = prepare_run_dir(cfg, "new_language_pair")
     vocab_texts = [x for p in support_pairs for x in p] + sentences + [s for s, _ in eval_pairs]
-    if t.prune_vocab and all(Path(f).is_file() for f in t.pairs):
+    corpora = [f for f in t.pairs if Path(f).is_file()]
+    if t.prune_vocab and corpora:
         # a vocabulary of K pairs alone is far too small to write new sentences (measured: chrF 1.7 vs 11.5 en->zu);
-        # the pieces of the shipped pair corpora (50+ languages) widen it; adapter.init adds its own kept pieces
-        corpus = load_pairs(t.pairs)
+        # the pieces of the pair corpora at hand (50+ languages) widen it; adapter.init adds its own kept pieces
+        corpus = load_pairs(corpora)
         vocab_texts += [x for pairs in corpus.pairs.values() for p in pairs for x in p]
-    setup = build_translation(cfg, vocab_texts, [src, tgt])
+    keep = read_metadata(cfg.adapter.multitask_init).get("vocab_pruning", {}) if cfg.adapter.multitask_init else {}
+    setup = build_translation(cfg, vocab_texts, [src, tgt], keep_ids=keep.get("kept"))
     task = setup.task
     steps = cfg.adapt.steps if cfg.adapt.steps >= 0 else cfg.meta.inner_steps
     lr = cfg.adapt.lr if cfg.adapt.lr >= 0 else cfg.meta.inner_lr
@@ -100,10 +176,9 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
              steps, lr)  # fmt: skip
     metrics: dict[str, Any] = {"adapt_seconds": seconds, "support_pairs": len(support_pairs), "steps": steps, "lr": lr}
     if eval_pairs:
-        shots = support_pairs[: t.prompt_shots]
-        metrics["prompting"] = task.score(setup.pretrained, task.encode(eval_pairs, src, tgt, shots))
-        metrics["adapter"] = task.score(fast, task.encode(eval_pairs, src, tgt))
+        metrics["methods"] = compare_methods(cfg, setup, learner, support_pairs, eval_pairs, fast)
         metrics["eval_pairs"] = len(eval_pairs)
+        metrics["table"] = format_methods(metrics["methods"], f"{src}->{tgt}", len(support_pairs), len(eval_pairs))
     with torch.no_grad():
         for k, p in setup.meta_params.items():
             p.copy_(fast[k])

@@ -5,7 +5,9 @@ Each task is one directed language pair of the meta-train split (held-out langua
 direction); the support set is ``task.k_shot`` pairs and the query set ``task.q_query`` further pairs. The inner loop
 is FOMAML's ``adapt`` (``meta.inner_steps`` SGD steps at ``meta.inner_lr``): the same procedure that
 ``recipes/new_language_pair.yaml`` runs at adaptation time. The outer loop is :func:`metanlp.meta_train.meta_train`.
-Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}.
+Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}, and
+with ``translation.multitask_baseline`` also ``multitask_adapter/``: the multi-task transfer baseline (b) at equal
+compute (:mod:`metanlp.multitask`), for ``recipes/new_language_pair.yaml``'s side-by-side scores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 
 from metanlp.algorithms import build_learner
@@ -21,6 +24,7 @@ from metanlp.builders import prepare_run_dir
 from metanlp.config import RecipeConfig
 from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
 from metanlp.meta_train import meta_train
+from metanlp.multitask import equal_compute_passes, multitask_train
 from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import write_json_atomic
 from metanlp.translation_adapters import build_translation, save_translation_adapter
@@ -70,6 +74,16 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     if cfg.model.name == TINY_TRANSLATOR:
         metadata["tiny_tokenizer_texts"] = setup.tokenizer_texts
     save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
-    write_json_atomic(out / "metrics.json", summary)
     log.info("meta-learned translation init written to %s (%.3f episodes/s)", out / "adapter", result.episodes_per_s)
+    if t.multitask_baseline:
+        with torch.no_grad():  # (b) starts where meta-training started: the pretrained backbone's fresh LoRA
+            for name, p in setup.meta_params.items():
+                p.copy_(setup.pretrained[name])
+        passes = equal_compute_passes(cfg.meta, result.steps)
+        base = multitask_train(setup.task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes,
+                               cfg.meta.outer_lr, cfg.run.progress)  # fmt: skip
+        summary["multitask"] = asdict(base)
+        save_translation_adapter(setup, out / "multitask_adapter", {**metadata, "algorithm": "multitask"},
+                                 recipe_to_yaml(cfg), summary)  # fmt: skip
+    write_json_atomic(out / "metrics.json", summary)
     return summary

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 
 from metanlp.cli import main as cli_main
 from metanlp.recipe_loading import load_recipe
@@ -29,33 +30,41 @@ def _corpus(tmp_path):
     return path
 
 
+_SETS = [
+    "adapter.r=2",
+    "adapter.target_modules=[q_proj,v_proj]",
+    "task.family=translation",
+    "task.k_shot=2",
+    "task.q_query=2",
+    "meta.inner_steps=1",
+    "meta.inner_lr=0.1",
+    "meta.outer_steps=2",
+    "meta.save_every=0",
+    "meta.eval_every=0",
+    "translation.val_languages=[]",
+    "translation.test_languages=[zu]",
+    "translation.max_new_tokens=4",
+    "run.progress=false",
+]
+
+
 def _cfg(tmp_path, *extra):
-    base = [
-        "model.name=tiny-random-gemma3",
-        "adapter.r=2",
-        "adapter.target_modules=[q_proj,v_proj]",
-        "task.family=translation",
-        "task.k_shot=2",
-        "task.q_query=2",
-        "meta.inner_steps=1",
-        "meta.inner_lr=0.1",
-        "meta.outer_steps=2",
-        "meta.save_every=0",
-        "meta.eval_every=0",
-        f"translation.pairs=[{_corpus(tmp_path)}]",
-        "translation.val_languages=[]",
-        "translation.test_languages=[zu]",
-        "translation.max_new_tokens=4",
-        "run.progress=false",
-    ]
+    base = ["model.name=tiny-random-gemma3", *_SETS, f"translation.pairs=[{_corpus(tmp_path)}]"]
     return load_recipe(None, base + list(extra))
 
 
 def test_meta_train_then_new_pair_then_translate(tmp_path, capsys):
-    cfg = _cfg(tmp_path, f"run.output_dir={tmp_path / 'meta'}")
+    cfg = _cfg(tmp_path, f"run.output_dir={tmp_path / 'meta'}", "translation.multitask_baseline=true")
     summary = translation_meta_train.run(cfg)
     assert summary["meta_train"]["steps"] == 2
-    meta_dir = tmp_path / "meta" / "adapter"
+    # (b) at equal compute: outer_steps * meta_batch * (inner_steps + 1) = 2 * 2 * 2 passes
+    assert summary["multitask"]["passes"] == 8
+    meta_dir, multitask_dir = tmp_path / "meta" / "adapter", tmp_path / "meta" / "multitask_adapter"
+    assert json.loads((multitask_dir / "metanlp.json").read_text())["algorithm"] == "multitask"
+    meta_lora = load_file(meta_dir / "adapter_model.safetensors")
+    multitask_lora = load_file(multitask_dir / "adapter_model.safetensors")
+    assert meta_lora.keys() == multitask_lora.keys()
+    assert any(not torch.equal(meta_lora[k], multitask_lora[k]) for k in meta_lora)
     meta = json.loads((meta_dir / "metanlp.json").read_text())
     assert meta["family"] == "translation" and "Gemma" not in meta["base_model_licence"]
     assert not any("zu" in p for p in meta["meta_train_pairs"])
@@ -66,11 +75,18 @@ def test_meta_train_then_new_pair_then_translate(tmp_path, capsys):
     predict = tmp_path / "sentences.txt"
     predict.write_text("the dog number 7\nthe dog number 8\n", encoding="utf-8")
     out = tmp_path / "pair"
-    cfg2 = _cfg(tmp_path, f"adapter.init={meta_dir}", f"data.support={support}", f"data.predict={predict}",
-                f"data.eval={support}", "translation.source_lang=en", "translation.target_lang=zu",
-                f"run.output_dir={out}")  # fmt: skip
-    metrics = new_language_pair.run(cfg2)
-    assert metrics["support_pairs"] == 3 and set(metrics["adapter"]) == {"chrf", "bleu"}
+    sets = [f"adapter.init={meta_dir}", f"adapter.multitask_init={multitask_dir}", f"data.support={support}",
+            f"data.predict={predict}", f"data.eval={support}", "translation.source_lang=en",
+            "translation.target_lang=zu", f"run.output_dir={out}"]  # fmt: skip
+    capsys.readouterr()
+    sets += ["model.name=tiny-random-gemma3", *_SETS, f"translation.pairs=[{_corpus(tmp_path)}]"]
+    assert cli_main(["adapt", "new_language_pair", *[a for x in sets for a in ("--set", x)]]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = ["(0) prompting", "(a) pretrained + adapt", "(b) multi-task + adapt", "(c) meta-learned + adapt"]
+    assert metrics["support_pairs"] == 3 and list(metrics["methods"]) == rows
+    assert all(set(metrics["methods"][r]) == {"chrf", "bleu"} for r in rows)
+    assert all(f"| {r} | {metrics['methods'][r]['chrf']:.1f} |" in printed for r in rows)
     adapter = out / "adapter"
     info = json.loads((adapter / "metanlp.json").read_text())
     assert (info["source_lang"], info["target_lang"]) == ("en", "zu")
@@ -113,6 +129,11 @@ def test_new_pair_rejects_bad_input_before_writing(tmp_path):
         (["translation.source_lang=en", "translation.target_lang=zu", f"data.support={bad}"],
          "bad.tsv:2: expected 2 tab-separated fields"),
         (["translation.target_lang=zu", f"data.support={good}"], "set translation.source_lang"),
+        # the shipped example is named for en-zu: another target language must not silently score it
+        (["translation.source_lang=en", "translation.target_lang=xh", f"data.support={good}",
+          "data.eval=data/examples/new_language_pair/eval.en-zu.tsv"],
+         r"data.eval=data/examples/new_language_pair/eval.en-zu.tsv is named for en-zu, but this recipe translates "
+         r"en->xh"),
     ]  # fmt: skip
     for extra, msg in cases:
         with pytest.raises(ValueError, match=msg):
