@@ -54,7 +54,8 @@ class MetaState:
     Attributes:
         params: meta-parameters (adapter weights and learner extras such as Meta-SGD learning rates), by name.
         step: outer steps completed.
-        history: one dict per logged event (``{"step", "query_loss"}`` or ``{"step", "val_accuracy", ...}``).
+        history: one dict per logged event: ``{"step", "query_loss"}``, plus ``"val_accuracy"`` (or ``"val_chrf"``)
+            ... on meta-val steps.
     """
 
     params: dict[str, torch.nn.Parameter]
@@ -141,13 +142,23 @@ def _warn_single_cpu_process(accelerator: Accelerator) -> None:
 
 
 def validate(task: TaskFamily, learner: MetaLearner, params: Params, episodes: list[Any]) -> dict[str, float]:
-    """Adapt to each meta-val episode and score its query set; mean accuracy (and 95% CI) over episodes."""
-    accs = []
+    """Adapt to each meta-val episode and score its query set with ``task.score``.
+
+    Returns:
+        ``{"val_<metric>": mean over episodes, ...}`` for every metric the family reports (``accuracy`` and
+        ``macro_f1``; or ``chrf`` and ``bleu``), plus ``"val_ci95"``: the 95% CI of the first (headline) metric.
+    """
+    scores = []
     for ep in episodes:
         support, query = task.batches(ep)
-        accs.append(task.score(learner.adapt(task, params, support), query).get("accuracy", float("nan")))
-    summary = mean_ci95(accs)
-    return {"val_accuracy": summary["mean"], "val_ci95": summary["ci95"]}
+        scores.append(task.score(learner.adapt(task, params, support), query))
+    out: dict[str, float] = {}
+    for i, name in enumerate(scores[0]):
+        summary = mean_ci95([s[name] for s in scores])
+        out[f"val_{name}"] = summary["mean"]
+        if i == 0:
+            out["val_ci95"] = summary["ci95"]
+    return out
 
 
 def meta_train(

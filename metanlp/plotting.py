@@ -1,7 +1,7 @@
 """Learning curves of a meta-training run: query loss and meta-val accuracy per outer step, from ``log.jsonl``.
 
 ``metanlp meta-train`` appends one JSON object per outer step to ``RUN_DIR/log.jsonl``:
-``{"step", "query_loss"}``, plus ``"val_accuracy"`` (and ``"val_ci95"``) on meta-validation steps.
+``{"step", "query_loss"}``, plus ``"val_accuracy"`` or ``"val_chrf"`` (and ``"val_ci95"``) on meta-validation steps.
 :func:`plot_curves` draws them with matplotlib's Agg canvas (no display needed) into ``RUN_DIR/curves.png``.
 """
 
@@ -105,7 +105,9 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int 
     events = read_log(run_dir)
     steps = [e["step"] for e in events]
     losses = [float(e["query_loss"]) for e in events]
-    val = [e for e in events if "val_accuracy" in e]
+    metric = next((m for m in ("accuracy", "chrf") if any(f"val_{m}" in e for e in events)), "accuracy")
+    val = [e for e in events if f"val_{metric}" in e]
+    scale = 100.0 if metric == "accuracy" else 1.0  # accuracy is a fraction; chrF is already 0-100
     out_path = Path(out) if out is not None else Path(run_dir) / PLOT_FILE
 
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -118,8 +120,8 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int 
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
     if val:
-        acc = [100 * float(e["val_accuracy"]) for e in val]
-        ci = [100 * float(e.get("val_ci95", 0.0)) for e in val]
+        acc = [scale * float(e[f"val_{metric}"]) for e in val]
+        ci = [scale * float(e.get("val_ci95", 0.0)) for e in val]
         ax_acc.errorbar([e["step"] for e in val], acc, yerr=ci, color="tab:green", marker="o", capsize=3,
                         label="mean ± 95% CI over episodes")  # fmt: skip
         ax_acc.legend(loc="lower right")
@@ -127,7 +129,11 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int 
         ax_acc.text(0.5, 0.5, "no meta-validation in this run\n(meta.eval_every = 0)", ha="center", va="center",
                     transform=ax_acc.transAxes, color="gray")  # fmt: skip
     ax_acc.set(
-        xlabel="outer step", ylabel="accuracy (%)", title="meta-val accuracy", xlim=ax_loss.get_xlim(), ylim=(0, 100)
+        xlabel="outer step",
+        ylabel=f"{metric} (%)" if metric == "accuracy" else "chrF",
+        title=f"meta-val {metric}",
+        xlim=ax_loss.get_xlim(),
+        ylim=(0, 100),
     )
     ax_acc.grid(alpha=0.3)
     fig.suptitle(f"{Path(run_dir).resolve().name}: {len(steps)} outer steps")

@@ -48,10 +48,14 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     setup.model.to(accelerator.device)
     sampler = PairEpisodeSampler(corpus, splits.train, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed)
     learner = build_learner(cfg.meta)
+    val_eps = None
+    if splits.val and cfg.meta.eval_every:  # meta-val language pairs: adapt, translate the query set, chrF
+        val = PairEpisodeSampler(corpus, splits.val, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed + 1)
+        val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
     log.info("meta-training on %d directed pairs (%d languages); held out: %s", len(splits.train), len(train_langs),
              sorted(set(t.val_languages) | set(t.test_languages)))  # fmt: skip
     result = meta_train(setup.task, learner, setup.meta_params, lambda i: sampler.sample(i), cfg.meta,
-                        cfg.run.output_dir, accelerator, None, cfg.run.progress)  # fmt: skip
+                        cfg.run.output_dir, accelerator, val_eps, cfg.run.progress)  # fmt: skip
     summary: dict[str, Any] = {"meta_train": asdict(result), "processes": accelerator.num_processes}
     if not accelerator.is_main_process:
         return summary

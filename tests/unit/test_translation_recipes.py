@@ -11,6 +11,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from metanlp.cli import main as cli_main
+from metanlp.plotting import plot_curves
 from metanlp.recipe_loading import load_recipe
 from metanlp.recipes import new_language_pair, translation_meta_train
 from metanlp.translation_backbone import tiny_causal_lm
@@ -145,3 +146,15 @@ def test_tiny_causal_lm_is_seeded():
     a, _ = tiny_causal_lm(["x y z"], seed=3)
     b, _ = tiny_causal_lm(["x y z"], seed=3)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_translation_meta_validation_logs_chrf_and_plots(tmp_path):
+    out = tmp_path / "meta"
+    cfg = _cfg(tmp_path, f"run.output_dir={out}", "translation.val_languages=[fr]", "meta.eval_every=1",
+               "meta.val_episodes=1")  # fmt: skip
+    translation_meta_train.run(cfg)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [sorted(e) for e in log] == [["query_loss", "step", "val_bleu", "val_chrf", "val_ci95"]] * 2
+    assert all(0 <= e["val_chrf"] <= 100 for e in log)  # a NaN fails this
+    png = plot_curves(out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
