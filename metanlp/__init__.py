@@ -19,20 +19,65 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from metanlp.adapters import attach_lora, lora_parameters
-from metanlp.algorithms import build_learner
-from metanlp.algorithms.fomaml import FOMAML, inner_loop
-from metanlp.backbones import load_encoder
-from metanlp.config import RecipeConfig
-from metanlp.episodes import Episode, EpisodeSampler, load_corpus, split_classes
-from metanlp.evaluation import evaluate_episodes
-from metanlp.meta_train import meta_train
-from metanlp.metrics import load_metric, mean_ci95
-from metanlp.recipe_loading import load_recipe
-from metanlp.saving import load_classifier, save_adapter
-from metanlp.tasks.text_classification import TextClassificationFamily
+#: public name -> module that defines it. Imported on first use (PEP 562), so that ``import metanlp.hub`` or
+#: ``metanlp --help`` does not pay for torch and transformers (~5 s on 2 cores).
+_EXPORTS = {
+    "FOMAML": "metanlp.algorithms.fomaml",
+    "Episode": "metanlp.episodes",
+    "EpisodeSampler": "metanlp.episodes",
+    "RecipeConfig": "metanlp.config",
+    "TextClassificationFamily": "metanlp.tasks.text_classification",
+    "attach_lora": "metanlp.adapters",
+    "build_learner": "metanlp.algorithms",
+    "evaluate_episodes": "metanlp.evaluation",
+    "inner_loop": "metanlp.algorithms.fomaml",
+    "load_classifier": "metanlp.saving",
+    "load_corpus": "metanlp.episodes",
+    "load_encoder": "metanlp.backbones",
+    "load_metric": "metanlp.metrics",
+    "load_recipe": "metanlp.recipe_loading",
+    "lora_parameters": "metanlp.adapters",
+    "mean_ci95": "metanlp.metrics",
+    "meta_train": "metanlp.meta_train",
+    "save_adapter": "metanlp.saving",
+    "split_classes": "metanlp.episodes",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from metanlp.adapters import attach_lora, lora_parameters
+    from metanlp.algorithms import build_learner
+    from metanlp.algorithms.fomaml import FOMAML, inner_loop
+    from metanlp.backbones import load_encoder
+    from metanlp.config import RecipeConfig
+    from metanlp.episodes import Episode, EpisodeSampler, load_corpus, split_classes
+    from metanlp.evaluation import evaluate_episodes
+    from metanlp.meta_train import meta_train
+    from metanlp.metrics import load_metric, mean_ci95
+    from metanlp.recipe_loading import load_recipe
+    from metanlp.saving import load_classifier, save_adapter
+    from metanlp.tasks.text_classification import TextClassificationFamily
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access (PEP 562).
+
+    Raises:
+        AttributeError: ``name`` is not part of the public API.
+    """
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'metanlp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 try:
     __version__ = version("metanlp")

@@ -10,9 +10,7 @@ weights"), updates that dict, and runs the model on it with ``torch.func.functio
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -20,6 +18,7 @@ from torch import nn
 
 from metanlp.backbones import TextEncoder
 from metanlp.config import AdapterConfig
+from metanlp.files import METADATA_FILE, read_metadata  # noqa: F401 - re-exported (older import path)
 
 __all__ = [
     "METADATA_FILE",
@@ -33,9 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: File written next to ``adapter_config.json``: label map, backbone, task family, recipe essentials.
-METADATA_FILE = "metanlp.json"
 
 
 class TextClassifier(nn.Module):
@@ -167,19 +163,3 @@ def set_head(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None
     parent[adapter] = new
     base = model.get_base_model()
     base.head.original_module = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device).requires_grad_(False)
-
-
-def read_metadata(adapter_dir: str | Path) -> dict:
-    """Read ``metanlp.json`` of an adapter folder.
-
-    Raises:
-        FileNotFoundError: the folder or its ``metanlp.json`` is missing (the message names the path).
-        ValueError: the file is not valid JSON.
-    """
-    path = Path(adapter_dir) / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {adapter_dir} is not an adapter folder written by metanlp")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from metanlp.config import cache_dir
-from metanlp.saving import atomic_dir
+from metanlp.files import atomic_dir
 
 __all__ = [
     "GEMMA_LICENCE",

@@ -37,10 +37,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from metanlp.adapters import METADATA_FILE, read_metadata
 from metanlp.errors import HubError
+from metanlp.files import METADATA_FILE, atomic_dir, read_metadata
 from metanlp.model_card import build_model_card
-from metanlp.saving import atomic_dir
 
 try:  # the HTTP library under huggingface_hub: httpx2 since 2.0, httpx in 1.x
     import httpx2 as httpx

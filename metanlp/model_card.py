@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from metanlp.adapters import read_metadata
+from metanlp.files import read_metadata
 
 __all__ = ["GEMMA_TERMS", "build_model_card"]
 

@@ -8,18 +8,15 @@ half-written adapter and an existing folder is replaced only by a complete one.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import PeftModel
 
-from metanlp.adapters import METADATA_FILE, TextClassifier, read_metadata
+from metanlp.adapters import TextClassifier
 from metanlp.backbones import load_encoder
+from metanlp.files import METADATA_FILE, atomic_dir, read_metadata, write_json_atomic
 
 __all__ = [
     "atomic_dir",
@@ -29,51 +26,6 @@ __all__ = [
     "save_adapter",
     "write_json_atomic",
 ]
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-class atomic_dir:  # noqa: N801 - used as a context manager like tempfile.TemporaryDirectory
-    """Context manager giving a temporary folder that replaces ``target`` on success and vanishes on error.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "adapter"
-        >>> with atomic_dir(target) as tmp:
-        ...     _ = (tmp / "a.txt").write_text("x")
-        >>> sorted(p.name for p in target.iterdir())
-        ['a.txt']
-    """
-
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}."))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def save_adapter(

@@ -76,7 +76,7 @@ def check_direction(meta: dict, source_lang: str, target_lang: str) -> None:
 def main(args: argparse.Namespace) -> int:
     """Load the adapter, translate, print one translation per line."""
     sentences = read_sentences(args)
-    from metanlp.adapters import read_metadata
+    from metanlp.files import read_metadata
 
     meta = read_metadata(args.adapter)
     if meta.get("family") != "translation":

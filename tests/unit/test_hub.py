@@ -291,3 +291,13 @@ def test_cli_push_and_pull_round_trip(local_hub, adapter, tmp_path, monkeypatch,
         assert capsys.readouterr().err.startswith("metanlp: error: ")
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
     assert (tmp_path / "file.txt").read_text() == "keep me too"
+
+
+def test_hub_client_and_cli_start_without_torch():
+    """push/pull/--help must not pay for torch + transformers (the package exports are imported lazily)."""
+    import subprocess
+    import sys
+
+    code = "import sys, metanlp, metanlp.hub, metanlp.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
