@@ -14,8 +14,13 @@ per K. Held-out languages never occur in meta-training (asserted by ``split_pair
 The pruned vocabulary keeps the pieces of every corpus text except the test sentences (held-out languages included:
 their other sentences stand for the monolingual text a user has; the test sentences never choose pieces).
 
-Run: ``PYTHONPATH=. python bench/translation/run_benchmark.py [--budget-s 480] [--test-sentences 10]``
-Writes ``bench/translation/results.json`` and ``metrics.json``; timings on a shared 2-core machine are noisy.
+(b) and (c) are trained by ``recipes/translation_meta_train.yaml`` itself (``metanlp.recipes.translation_meta_train``
+with ``translation.multitask_baseline``), into ``runs/bench_translation_meta/{adapter,multitask_adapter}``: the same
+folders ``recipes/new_language_pair.yaml`` takes as ``adapter.init`` / ``adapter.multitask_init``.
+
+Run: ``PYTHONPATH=. python bench/translation/run_benchmark.py [--budget-s 1200] [--test-sentences 10]``
+Writes ``bench/translation/results.json``, ``metrics.json`` and ``meta_train_log.jsonl``; timings on a shared 2-core
+machine are noisy.
 """
 
 from __future__ import annotations
@@ -23,20 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from metanlp.algorithms.fomaml import FOMAML
 from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
-from metanlp.meta_train import meta_train
 from metanlp.metrics import mean_ci95
-from metanlp.multitask import equal_compute_passes, multitask_train
 from metanlp.recipe_loading import load_recipe, recipe_to_yaml
+from metanlp.recipes import translation_meta_train
 from metanlp.saving import write_json_atomic
-from metanlp.translation_adapters import build_translation
+from metanlp.translation_adapters import build_translation, lora_weights
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -57,13 +62,13 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny random model, seconds: checks the code path only")
     args = ap.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
-    overrides = [f"run.output_dir={HERE / 'run'}", "run.progress=false", "meta.save_every=0", *args.overrides]
+    overrides = [f"run.output_dir={ROOT / 'runs' / 'bench_translation_meta'}", "run.progress=false", *args.overrides]
     if args.smoke:
         overrides += [
             "model.name=tiny-random-gemma3",
             "adapter.target_modules=[q_proj,v_proj]",
             "translation.max_new_tokens=4",
-            f"run.output_dir={HERE / 'smoke_run'}",
+            f"run.output_dir={ROOT / 'runs' / 'bench_translation_smoke'}",
         ]
     out_name = "smoke_results.json" if args.smoke else "results.json"
     cfg = load_recipe(ROOT / "recipes" / "translation_meta_train.yaml", overrides)
@@ -158,35 +163,27 @@ def main() -> None:
                 score(method + suffix, key, preds, batch, {"adapt_s": adapt_s, "sentences_per_s": speed})
         summarise()
 
-    evaluate("prompting", None)
-    evaluate("finetune", setup.pretrained)
-
-    # (c) meta-training: outer steps from the budget and a timed outer step
+    # (c) and (b) by the translation_meta_train recipe itself (adapter/ and multitask_adapter/ under its output
+    # folder, reusable with recipes/new_language_pair.yaml); the outer steps come from the budget and a timed episode
     sampler = PairEpisodeSampler(corpus, splits.train, k, cfg.task.q_query, seed=cfg.run.seed)
     t0 = time.perf_counter()
-    probe = {kk: v.detach().clone() for kk, v in setup.meta_params.items()}
     learner.meta_gradient(task, setup.meta_params, sampler.sample(10**6))
     per_episode = time.perf_counter() - t0
     cfg.meta.outer_steps = max(5, int(args.budget_s / (per_episode * cfg.meta.meta_batch_size)))
     log(f"one episode {per_episode:.1f} s -> {cfg.meta.outer_steps} outer steps")
-    res = meta_train(task, learner, setup.meta_params, lambda i: sampler.sample(i), cfg.meta, cfg.run.output_dir, None,
-                     None, False)  # fmt: skip
-    meta_init = {kk: v.detach().clone() for kk, v in setup.meta_params.items()}
-    logged = [json.loads(x)["query_loss"] for x in (Path(cfg.run.output_dir) / "log.jsonl").read_text().splitlines()]
-    results["meta_train"] = {"outer_steps": res.steps, "seconds": res.seconds,
-                             "final_query_loss": res.final_query_loss, "query_losses": logged}  # fmt: skip
-    log(f"meta-trained {res.steps} steps in {res.seconds:.0f} s, final query loss {res.final_query_loss:.3f}")
+    shutil.rmtree(cfg.run.output_dir, ignore_errors=True)  # a leftover checkpoint would be resumed
+    summary = translation_meta_train.run(replace(cfg, translation=replace(t, multitask_baseline=True)))
+    out = Path(cfg.run.output_dir)
+    logged = [json.loads(x)["query_loss"] for x in (out / "log.jsonl").read_text().splitlines()]
+    results["meta_train"] = {**summary["meta_train"], "query_losses": logged}
+    results["multitask"] = summary["multitask"]
+    shutil.copy(out / "log.jsonl", HERE / ("smoke_log.jsonl" if args.smoke else "meta_train_log.jsonl"))
+    meta_init, multitask_init = lora_weights(setup, out / "adapter"), lora_weights(setup, out / "multitask_adapter")
+    log(f"meta-trained {summary['meta_train']['steps']} steps in {summary['meta_train']['seconds']:.0f} s; "
+        f"multi-task {summary['multitask']['passes']} passes in {summary['multitask']['seconds']:.0f} s")  # fmt: skip
 
-    # (b) multi-task: same forward/backward passes (outer_steps * meta_batch * (inner_steps + 1)), Adam at outer_lr
-    with torch.no_grad():
-        for kk, p in setup.meta_params.items():
-            p.copy_(probe[kk])
-    passes = equal_compute_passes(cfg.meta, res.steps)
-    base = multitask_train(task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes, cfg.meta.outer_lr)
-    multitask_init = {kk: v.detach().clone() for kk, v in setup.meta_params.items()}
-    results["multitask"] = asdict(base)
-    log(f"multi-task {passes} passes in {results['multitask']['seconds']:.0f} s")
-
+    evaluate("prompting", None)
+    evaluate("finetune", setup.pretrained)
     evaluate("multitask", multitask_init)
     evaluate("meta", meta_init)
     m, gaps = results["metrics"], {}
