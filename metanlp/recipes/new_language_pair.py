@@ -125,17 +125,17 @@ def compare_methods(
     shots = support_pairs[: t.prompt_shots]
     rows = {"(0) prompting": task.score(setup.pretrained, task.encode(eval_pairs, src, tgt, shots))}
     support, batch = task.encode(support_pairs, src, tgt), task.encode(eval_pairs, src, tgt)
-    inits: dict[str, Params | None] = {"(a) pretrained + adapt": None if not cfg.adapter.init else setup.pretrained}
+    main = "(c) meta-learned + adapt" if cfg.adapter.init else "(a) pretrained + adapt"
+    inits: dict[str, Params] = {"(a) pretrained + adapt": setup.pretrained}
     if cfg.adapter.multitask_init:
         inits["(b) multi-task + adapt"] = lora_weights(setup, cfg.adapter.multitask_init)
-    if cfg.adapter.init:
-        inits["(c) meta-learned + adapt"] = None
+    inits[main] = setup.meta_params  # adapted already: ``adapted``
     for name, init in inits.items():
-        if init is not None:
+        if name == main:
+            params = adapted
+        else:
             with torch.enable_grad():
                 params = learner.adapt(task, init, support)
-        else:
-            params = adapted
         rows[name] = task.score(params, batch)
         log.info("%s: chrF %.1f BLEU %.1f", name, rows[name]["chrf"], rows[name]["bleu"])
     return rows
