@@ -51,6 +51,36 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: T201 - a bench script, not library code
 
 
+LABELS = {
+    "prompting": "(0) 3-shot prompting, no training",
+    "finetune": "(a) LoRA adapted from the pretrained backbone",
+    "finetune+prompt": "(a) + 3-shot prompt",
+    "multitask": "(b) multi-task LoRA + adapted",
+    "multitask+prompt": "(b) + 3-shot prompt",
+    "meta": "(c) meta-learned init + adapted",
+    "meta+prompt": "(c) + 3-shot prompt",
+}
+
+
+def table(results: dict) -> str:
+    """Markdown: chrF (mean ± 95% CI over held-out pairs, and per pair) and BLEU per method and K."""
+    lines = []
+    for kk in results["k_shots"]:
+        pairs = [h.split(":")[0] for h in results["held_out"] if h.endswith(f"K={kk}")]
+        lines += [f"\nK = {kk} ({len(pairs)} held-out pairs)\n",
+                  f"| method | chrF | BLEU | {' / '.join(pairs)} chrF |", "|---|---|---|---|"]  # fmt: skip
+        for method, label in LABELS.items():
+            rows = [r for r in results["per_pair"].get(method, []) if r["k"] == kk]
+            if not rows:
+                continue
+            c, b = results["metrics"][f"{method}/chrf/K={kk}"], results["metrics"][f"{method}/bleu/K={kk}"]
+            per = " / ".join(f"{r['chrf']:.1f}" for r in rows)
+            lines.append(
+                f"| {label} | {c['mean']:.1f} ± {c['ci95']:.1f} | {b['mean']:.1f} ± {b['ci95']:.1f} | {per} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget-s", type=float, default=480, help="meta-training wall-clock budget (seconds)")
@@ -59,8 +89,22 @@ def main() -> None:
                     help="held-out en->X evaluations as LANG:K (K support pairs)")  # fmt: skip
     ap.add_argument("--lrs", default="0.03,0.1", help="inner learning rates tried on meta-val")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override")
+    ap.add_argument(
+        "--reuse-meta-train",
+        action="store_true",
+        help="evaluate the adapters of an earlier run's meta-training instead of training them again",
+    )
+    ap.add_argument(
+        "--methods",
+        default="prompting,finetune,multitask,meta",
+        help="methods to evaluate, in this order; others keep their rows from an existing results file",
+    )
+    ap.add_argument("--table", action="store_true", help="print the table of the existing results.json and stop")
     ap.add_argument("--smoke", action="store_true", help="tiny random model, seconds: checks the code path only")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads((HERE / "results.json").read_text(encoding="utf-8"))))  # noqa: T201
+        return
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     overrides = [f"run.output_dir={ROOT / 'runs' / 'bench_translation_meta'}", "run.progress=false", *args.overrides]
     if args.smoke:
@@ -165,15 +209,21 @@ def main() -> None:
 
     # (c) and (b) by the translation_meta_train recipe itself (adapter/ and multitask_adapter/ under its output
     # folder, reusable with recipes/new_language_pair.yaml); the outer steps come from the budget and a timed episode
-    sampler = PairEpisodeSampler(corpus, splits.train, k, cfg.task.q_query, seed=cfg.run.seed)
-    t0 = time.perf_counter()
-    learner.meta_gradient(task, setup.meta_params, sampler.sample(10**6))
-    per_episode = time.perf_counter() - t0
-    cfg.meta.outer_steps = max(5, int(args.budget_s / (per_episode * cfg.meta.meta_batch_size)))
-    log(f"one episode {per_episode:.1f} s -> {cfg.meta.outer_steps} outer steps")
-    shutil.rmtree(cfg.run.output_dir, ignore_errors=True)  # a leftover checkpoint would be resumed
-    summary = translation_meta_train.run(replace(cfg, translation=replace(t, multitask_baseline=True)))
     out = Path(cfg.run.output_dir)
+    if args.reuse_meta_train:  # e.g. after an evaluation was killed: the adapters and their metrics.json are there
+        summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        previous = json.loads((HERE / out_name).read_text(encoding="utf-8"))
+        results["per_pair"] = {m: r for m, r in previous.get("per_pair", {}).items()
+                               if m.split("+")[0] not in args.methods.split(",")}  # fmt: skip
+    else:
+        sampler = PairEpisodeSampler(corpus, splits.train, k, cfg.task.q_query, seed=cfg.run.seed)
+        t0 = time.perf_counter()
+        learner.meta_gradient(task, setup.meta_params, sampler.sample(10**6))
+        per_episode = time.perf_counter() - t0
+        cfg.meta.outer_steps = max(5, int(args.budget_s / (per_episode * cfg.meta.meta_batch_size)))
+        log(f"one episode {per_episode:.1f} s -> {cfg.meta.outer_steps} outer steps")
+        shutil.rmtree(out, ignore_errors=True)  # a leftover checkpoint would be resumed
+        summary = translation_meta_train.run(replace(cfg, translation=replace(t, multitask_baseline=True)))
     logged = [json.loads(x)["query_loss"] for x in (out / "log.jsonl").read_text().splitlines()]
     results["meta_train"] = {**summary["meta_train"], "query_losses": logged}
     results["multitask"] = summary["multitask"]
@@ -182,10 +232,9 @@ def main() -> None:
     log(f"meta-trained {summary['meta_train']['steps']} steps in {summary['meta_train']['seconds']:.0f} s; "
         f"multi-task {summary['multitask']['passes']} passes in {summary['multitask']['seconds']:.0f} s")  # fmt: skip
 
-    evaluate("prompting", None)
-    evaluate("finetune", setup.pretrained)
-    evaluate("multitask", multitask_init)
-    evaluate("meta", meta_init)
+    inits = {"prompting": None, "finetune": setup.pretrained, "multitask": multitask_init, "meta": meta_init}
+    for method in args.methods.split(","):
+        evaluate(method, inits[method])
     m, gaps = results["metrics"], {}
     for kk in results["k_shots"]:
         others = [m[f"{x}/chrf/K={kk}"]["mean"] for x in ("prompting", "finetune", "multitask", "finetune+prompt",
@@ -196,7 +245,7 @@ def main() -> None:
     write_json_atomic(HERE / out_name, results)
     if not args.smoke:
         write_json_atomic(HERE / "metrics.json", results["metrics"])
-    log(json.dumps(results["metrics"], indent=1))
+    log(table(results))
 
 
 if __name__ == "__main__":
