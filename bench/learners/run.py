@@ -107,7 +107,8 @@ def main() -> None:
     parser.add_argument("--max-unlabelled", type=int, default=0, help="cap on CACTUs texts (0 = all, ~10.5k)")
     args = parser.parse_args()
     out = Path(args.out)
-    base = [f"task.dataset={args.data}", f"task.meta_test_groups=[{','.join(HELD_OUT)}]", "eval.k_shots=[1,5]",
+    data = os.path.relpath(args.data, ROOT)  # rows run with cwd=ROOT; results.json keeps no machine paths
+    base = [f"task.dataset={data}", f"task.meta_test_groups=[{','.join(HELD_OUT)}]", "eval.k_shots=[1,5]",
             "eval.n_way=0"]  # fmt: skip
     plan = [(name, [f"meta.algorithm={name}", *NEEDS.get(name, [])]) for name in args.learners]
     if args.unsupervised:

@@ -51,6 +51,11 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: T201 - a bench script, not library code
 
 
+def portable(text: str) -> str:
+    """Machine paths out of committed results: the repo root becomes relative, the home folder ``~``."""
+    return text.replace(f"{ROOT}/", "").replace(str(Path.home()), "~")
+
+
 LABELS = {
     "prompting": "(0) 3-shot prompting, no training",
     "finetune": "(a) LoRA adapted from the pretrained backbone",
@@ -140,7 +145,7 @@ def main() -> None:
                      "held_out": [f"{a}->{b}:K={kk}" for (a, b), kk in held],
                      "test_sentences_per_pair": args.test_sentences, "meta_train_pairs": len(splits.train),
                      "device": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, shared (noisy)",
-                     "recipe": recipe_to_yaml(cfg)}  # fmt: skip
+                     "recipe": portable(recipe_to_yaml(cfg))}  # fmt: skip
     log(f"loaded + pruned to {setup.vocab.size} pieces in {time.perf_counter() - start:.0f} s")
 
     # inner learning rate on meta-val pairs only (query loss after adaptation from the pretrained init)
