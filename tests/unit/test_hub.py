@@ -301,3 +301,8 @@ def test_hub_client_and_cli_start_without_torch():
     code = "import sys, metanlp, metanlp.hub, metanlp.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    import metanlp
+
+    # the literal __all__ (for static tools) and the lazy-import table name the same public API, and each resolves
+    assert sorted(metanlp.__all__) == sorted(metanlp._EXPORTS)
+    assert all(getattr(metanlp, name) is not None for name in metanlp.__all__)
