@@ -84,7 +84,7 @@ def provenance(packages: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def write_results(folder: str | Path, results: dict[str, Any], packages: tuple[str, ...] = ()) -> Path:
     """Write ``folder/results.json``: :func:`provenance` plus ``results``, atomically."""
-    from metanlp.saving import write_json_atomic
+    from metanlp.core.saving import write_json_atomic
 
     path = Path(folder) / "results.json"
     write_json_atomic(path, {**provenance(packages), **results})

@@ -1,10 +1,19 @@
 """metanlp: transfer + meta-learning for NLP. Pretrained backbones, LoRA adapters meta-trained with first-order MAML
 across task families, few-shot recipes, and a hub round trip.
 
-The public API (at most 20 names; everything else is reachable through its module):
+The main jobs in a few lines each (the same procedures as ``metanlp adapt``):
 
 Example:
     >>> import metanlp
+    >>> clf = metanlp.FewShotClassifier.from_pretrained(backbone="tiny-random-bert", overrides=["adapt.steps=1"])
+    >>> clf = clf.fit(["refund my order", "where is my parcel", "money back", "parcel lost"],
+    ...               ["refund", "delivery", "refund", "delivery"])
+    >>> clf.predict(["refund it"])[0] in ("refund", "delivery")
+    True
+
+The building blocks, for your own loop (at most 20 public names; everything else is reachable through its module):
+
+Example:
     >>> cfg = metanlp.load_recipe(None, ["model.name=tiny-random-bert", "task.n_way=3", "task.k_shot=2"])
     >>> encoder, tokenizer = metanlp.load_encoder(cfg.model.name)
     >>> model = metanlp.attach_lora(encoder, cfg.adapter)
@@ -23,43 +32,47 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-#: public name -> module that defines it. Imported on first use (PEP 562), so that ``import metanlp.hub`` or
+#: public name -> module that defines it. Imported on first use (PEP 562), so that ``import metanlp.core.hub`` or
 #: ``metanlp --help`` does not pay for torch and transformers (~5 s on 2 cores).
 _EXPORTS = {
+    "Episode": "metanlp.families.text_classification.data",
+    "EpisodeSampler": "metanlp.families.text_classification.data",
     "FOMAML": "metanlp.algorithms.fomaml",
-    "Episode": "metanlp.episodes",
-    "EpisodeSampler": "metanlp.episodes",
-    "RecipeConfig": "metanlp.config",
-    "TextClassificationFamily": "metanlp.tasks.text_classification",
-    "attach_lora": "metanlp.adapters",
-    "build_learner": "metanlp.algorithms",
-    "evaluate_episodes": "metanlp.evaluation",
-    "inner_loop": "metanlp.algorithms.fomaml",
-    "load_classifier": "metanlp.saving",
-    "load_corpus": "metanlp.episodes",
-    "load_encoder": "metanlp.backbones",
-    "load_metric": "metanlp.metrics",
-    "load_recipe": "metanlp.recipe_loading",
-    "lora_parameters": "metanlp.adapters",
-    "mean_ci95": "metanlp.metrics",
-    "meta_train": "metanlp.meta_train",
-    "save_adapter": "metanlp.saving",
-    "split_classes": "metanlp.episodes",
+    "FewShotClassifier": "metanlp.families.text_classification.classifier",
+    "FewShotTranslator": "metanlp.families.translation.translator",
+    "RecipeConfig": "metanlp.core.config",
+    "TextClassificationFamily": "metanlp.families.text_classification.family",
+    "TranslationFamily": "metanlp.families.translation.family",
+    "attach_lora": "metanlp.families.text_classification.adapter",
+    "build_learner": "metanlp.algorithms.base",
+    "compare": "metanlp.core.comparison",
+    "inner_loop": "metanlp.core.inner_loop",
+    "load_corpus": "metanlp.families.text_classification.data",
+    "load_encoder": "metanlp.families.text_classification.backbone",
+    "load_recipe": "metanlp.core.recipe_loading",
+    "lora_parameters": "metanlp.families.text_classification.adapter",
+    "meta_train": "metanlp.core.meta_train",
+    "save_adapter": "metanlp.core.saving",
+    "split_classes": "metanlp.families.text_classification.data",
+    "standard_methods": "metanlp.core.comparison",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from metanlp.adapters import attach_lora, lora_parameters
-    from metanlp.algorithms import build_learner
-    from metanlp.algorithms.fomaml import FOMAML, inner_loop
-    from metanlp.backbones import load_encoder
-    from metanlp.config import RecipeConfig
-    from metanlp.episodes import Episode, EpisodeSampler, load_corpus, split_classes
-    from metanlp.evaluation import evaluate_episodes
-    from metanlp.meta_train import meta_train
-    from metanlp.metrics import load_metric, mean_ci95
-    from metanlp.recipe_loading import load_recipe
-    from metanlp.saving import load_classifier, save_adapter
-    from metanlp.tasks.text_classification import TextClassificationFamily
+    from metanlp.algorithms.base import build_learner
+    from metanlp.algorithms.fomaml import FOMAML
+    from metanlp.core.comparison import compare, standard_methods
+    from metanlp.core.config import RecipeConfig
+    from metanlp.core.inner_loop import inner_loop
+    from metanlp.core.meta_train import meta_train
+    from metanlp.core.recipe_loading import load_recipe
+    from metanlp.core.saving import save_adapter
+    from metanlp.families.text_classification.adapter import attach_lora, lora_parameters
+    from metanlp.families.text_classification.backbone import load_encoder
+    from metanlp.families.text_classification.classifier import FewShotClassifier
+    from metanlp.families.text_classification.data import Episode, EpisodeSampler, load_corpus, split_classes
+    from metanlp.families.text_classification.family import TextClassificationFamily
+    from metanlp.families.translation.family import TranslationFamily
+    from metanlp.families.translation.translator import FewShotTranslator
 
 
 def __getattr__(name: str) -> Any:
@@ -85,23 +98,24 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "FOMAML",
     "Episode",
     "EpisodeSampler",
+    "FOMAML",
+    "FewShotClassifier",
+    "FewShotTranslator",
     "RecipeConfig",
     "TextClassificationFamily",
+    "TranslationFamily",
     "attach_lora",
     "build_learner",
-    "evaluate_episodes",
+    "compare",
     "inner_loop",
-    "load_classifier",
     "load_corpus",
     "load_encoder",
-    "load_metric",
     "load_recipe",
     "lora_parameters",
-    "mean_ci95",
     "meta_train",
     "save_adapter",
     "split_classes",
+    "standard_methods",
 ]

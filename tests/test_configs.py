@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from metanlp.recipe_loading import load_recipe
+from metanlp.core.recipe_loading import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").rglob("*.yaml"))
 

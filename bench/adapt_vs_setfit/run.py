@@ -1,14 +1,14 @@
 """Bench: adapting to a new all-way 5-shot task, metanlp vs SetFit, on the same backbone, supports and queries.
 
 Task: the 45 intents of CLINC150's held-out domains auto_and_commute, banking and credit_cards (the meta-test split of
-``recipes/clinc150_benchmark.yaml``): 5 supports per intent from CLINC150's train split, every test utterance of
+``recipes/text_classification/clinc150_benchmark.yaml``): 5 supports per intent from CLINC150's train split, every test utterance of
 those intents (30 each) as queries; the same episode (seeded) for every method.
 
 - ``metanlp``: prototype head + 5 full-batch SGD steps on the LoRA adapter (lr 0.5, the recipe's ``adapt`` budget)
   from the pretrained backbone (LoRA ``B = 0``); also from a meta-learned init when one exists
   (``--init``, default ``data/examples/icd10_meta_init``; it must be a MiniLM ``metanlp meta-train`` output).
 - ``setfit``: SetFit 1.2.0 (Tunstall et al. 2022, arXiv:2209.11055) on the same all-MiniLM-L6-v2 folder
-  (``metanlp.backbones.resolve_model_path``): contrastive fine-tuning of the whole body, 1 epoch,
+  (``metanlp.families.text_classification.backbone.resolve_model_path``): contrastive fine-tuning of the whole body, 1 epoch,
   ``--setfit-iterations`` pairs per example (default 5), batch 16, then its logistic-regression head.
 
 Adaptation seconds start from the raw support texts (tokenisation included) with the backbone already loaded;
@@ -30,16 +30,22 @@ from typing import Any
 import torch
 
 from bench.run import ROOT, write_results
-from metanlp.adapters import lora_parameters
-from metanlp.algorithms.fomaml import inner_loop
-from metanlp.backbones import resolve_model_path
-from metanlp.builders import ClassificationSetup, build_classification, load_meta_init, make_sampler, task_samplers
-from metanlp.episodes import Episode
-from metanlp.metrics import load_metric
-from metanlp.recipe_loading import load_recipe
+from metanlp.core.inner_loop import inner_loop
+from metanlp.core.metrics import load_metric
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.adapter import lora_parameters
+from metanlp.families.text_classification.backbone import resolve_model_path
+from metanlp.families.text_classification.data import Episode
+from metanlp.families.text_classification.setup import (
+    ClassificationSetup,
+    build_classification,
+    load_meta_init,
+    make_sampler,
+    task_samplers,
+)
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ROOT / "recipes" / "clinc150_benchmark.yaml"
+RECIPE = ROOT / "recipes" / "text_classification" / "clinc150_benchmark.yaml"
 DEFAULT_INIT = ROOT / "data" / "examples" / "icd10_meta_init"
 BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -1,7 +1,7 @@
 """CLINC150 domain-held-out benchmark: meta-train on 7 domains, evaluate 45-way 1-shot and 5-shot on the other 3.
 
 Each fold holds out three different domains (fold 0 is the protocol of ../../../shared/FINDINGS.md); every fold
-meta-trains from scratch with recipes/clinc150_benchmark.yaml and scores, on the same episodes, (a) frozen nearest
+meta-trains from scratch with recipes/text_classification/clinc150_benchmark.yaml and scores, on the same episodes, (a) frozen nearest
 centroid, (b) LoRA fine-tuned from the pretrained backbone, (c) the meta-learned init fine-tuned the same way.
 Writes bench/clinc150/results.json and prints a markdown table.
 
@@ -52,15 +52,15 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
-    from metanlp.builders import _git_commit
-    from metanlp.recipe_loading import load_recipe
-    from metanlp.recipes import meta_train
+    from metanlp.core.recipe_loading import load_recipe
+    from metanlp.core.run_dir import git_commit
+    from metanlp.families.text_classification.recipes import meta_train
 
     records: list[dict] = []
     timings = {}
     for fold in args.folds:
         held_out = "[" + ",".join(FOLDS[fold]) + "]"
-        cfg = load_recipe(ROOT / "recipes" / "clinc150_benchmark.yaml", [
+        cfg = load_recipe(ROOT / "recipes" / "text_classification" / "clinc150_benchmark.yaml", [
             f"task.dataset={args.data}", f"task.meta_test_groups={held_out}",
             f"run.output_dir={args.out}/fold{fold}", "run.progress=false", *args.overrides])  # fmt: skip
         t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
     results = {
         "benchmark": "clinc150_domain_held_out",
         "date": datetime.date.today().isoformat(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "device": f"{platform.machine()} cpu",
         "overrides": args.overrides,
         "timings": timings,

@@ -1,7 +1,7 @@
 """Bench: metanlp's FOMAML meta-gradient vs the same FOMAML written with ``higher`` and with a deep copy per task.
 
 All three run on the same model (all-MiniLM-L6-v2 + LoRA r=8 on query/key/value, built by
-``metanlp.builders.build_classification``), the same episodes (ICD-10 meta-train classes, 5-way 5-shot 5-query,
+``metanlp.families.text_classification.setup.build_classification``), the same episodes (ICD-10 meta-train classes, 5-way 5-shot 5-query,
 seed 0) and the same inner loop (full-batch SGD on the support set from the prototype-initialised head, then the
 query-loss gradient at the adapted weights, Finn et al. 2017 sec. 5.2):
 
@@ -36,14 +36,19 @@ import torch
 from torch.nn import functional as F
 
 from bench.run import ROOT, peak_rss_growth, write_results
-from metanlp.adapters import set_head
 from metanlp.algorithms.fomaml import FOMAML
-from metanlp.builders import ClassificationSetup, build_classification, make_sampler, task_samplers
-from metanlp.episodes import Episode, EpisodeSampler
-from metanlp.recipe_loading import load_recipe
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.adapter import set_head
+from metanlp.families.text_classification.data import Episode, EpisodeSampler
+from metanlp.families.text_classification.setup import (
+    ClassificationSetup,
+    build_classification,
+    make_sampler,
+    task_samplers,
+)
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ROOT / "recipes" / "text_meta_train.yaml"
+RECIPE = ROOT / "recipes" / "text_classification" / "text_meta_train.yaml"
 METHODS = ("metanlp", "higher", "deepcopy")
 
 

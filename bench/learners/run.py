@@ -2,7 +2,7 @@
 5-shot, the same evaluation episodes for every row), and supervised against unsupervised (CACTUs) meta-training.
 
 Rows: (a) frozen nearest centroid and (b) LoRA fine-tuned from the pretrained backbone (no meta-training), then one
-row per learner meta-trained on the 7 other domains' labelled intents (recipes/clinc150_benchmark.yaml with
+row per learner meta-trained on the 7 other domains' labelled intents (recipes/text_classification/clinc150_benchmark.yaml with
 ``meta.algorithm`` set), then CACTUs rows: the same learner meta-trained on the same utterances *without labels*
 (k-means pseudo-classes, ``task.unlabelled``). Every row meta-trains in its own process (``python -m metanlp
 meta-train``), so its meta-training seconds and peak resident memory are its own; evaluation episodes are drawn
@@ -33,7 +33,7 @@ from typing import Any
 from bench.run import ROOT, write_results
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ROOT / "recipes" / "clinc150_benchmark.yaml"
+RECIPE = ROOT / "recipes" / "text_classification" / "clinc150_benchmark.yaml"
 HELD_OUT = ["auto_and_commute", "banking", "credit_cards"]
 LEARNERS = ["fomaml", "maml", "reptile", "metasgd", "anil", "protonet"]
 #: Extra overrides a learner needs (second-order MAML: attention with a double backward on CPU).
@@ -42,7 +42,7 @@ NEEDS = {"maml": ["model.attn_implementation=eager"]}
 
 def write_unlabelled(clinc: Path, out: Path, limit: int = 0) -> Path:
     """The train-split utterances of the meta-train domains, one a line, labels dropped, order shuffled (seed 0)."""
-    from metanlp.episodes import load_corpus
+    from metanlp.families.text_classification.data import load_corpus
 
     corpus = load_corpus(clinc)
     texts = sorted({t for t, g, s in zip(corpus.texts, corpus.groups, corpus.splits, strict=True)

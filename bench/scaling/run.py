@@ -4,7 +4,7 @@ Model and tasks: all-MiniLM-L6-v2 + LoRA r=8 (query, key, value), FOMAML, 5-way 
 ICD-10 meta-train classes; small on purpose (the point is the trend, on 2 shared cores). Memory: peak RSS growth
 with glibc's mmap threshold pinned (``MALLOC_MMAP_THRESHOLD_=65536``) so that freed tensors leave RSS.
 
-- inner steps 1, 5, 10 (meta-batch 1) and meta-batch 1, 2, 4 (5 inner steps): ``metanlp.meta_train.meta_train``
+- inner steps 1, 5, 10 (meta-batch 1) and meta-batch 1, 2, 4 (5 inner steps): ``metanlp.core.meta_train.meta_train``
   in this process (1 thread), from the same init; the best of 2 single outer steps (contention only adds time) and
   the largest peak RSS growth;
 - processes: ``metanlp meta-train`` (meta-batch 4, 5 inner steps, 2 outer steps) in a subprocess as 1 process x 1
@@ -34,12 +34,12 @@ import torch
 
 from bench.run import ROOT, peak_rss_growth, write_results
 from metanlp.algorithms.fomaml import FOMAML
-from metanlp.builders import build_classification, make_sampler, task_samplers
-from metanlp.meta_train import meta_train
-from metanlp.recipe_loading import load_recipe
+from metanlp.core.meta_train import meta_train
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ROOT / "recipes" / "text_meta_train.yaml"
+RECIPE = ROOT / "recipes" / "text_classification" / "text_meta_train.yaml"
 #: meta-batch of the 1- vs 2-process runs (2 tasks per process per outer step with 2 processes)
 LAUNCH_BATCH = 4
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from metanlp.config import AdapterConfig
-from metanlp.language_pairs import load_pairs
-from metanlp.tasks.translation import TranslationFamily
-from metanlp.translation_adapters import always_kept_ids
-from metanlp.translation_backbone import DEFAULT_TRANSLATOR, attach_translation_lora, load_translator
-from metanlp.vocab_pruning import build_vocab_map, prune_causal_lm
+from metanlp.core.config import AdapterConfig
+from metanlp.families.translation.adapter import always_kept_ids
+from metanlp.families.translation.backbone import DEFAULT_TRANSLATOR, attach_translation_lora, load_translator
+from metanlp.families.translation.family import TranslationFamily
+from metanlp.families.translation.pairs import load_pairs
+from metanlp.families.translation.vocab_pruning import build_vocab_map, prune_causal_lm
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "data" / "translation"

@@ -1,11 +1,11 @@
 """Bench: few-shot translation to held-out language pairs, four methods on the same sentences, one process.
 
 (0) in-context prompting with ``translation.prompt_shots`` of the K support pairs, no training;
-(a) LoRA adapted on the K pairs from the pretrained backbone;
-(b) multi-task transfer: LoRA trained jointly on all meta-train pairs with the same number of forward/backward
+(b) LoRA adapted on the K pairs from the pretrained backbone;
+(d) multi-task transfer: LoRA trained jointly on all meta-train pairs with the same number of forward/backward
     passes as meta-training, then adapted on the K pairs;
 (c) the FOMAML meta-learned init, adapted on the K pairs.
-(a)-(c) use the same adaptation (``meta.inner_steps`` SGD steps at the inner learning rate chosen on meta-val pairs
+(b)-(d) use the same adaptation (``meta.inner_steps`` SGD steps at the inner learning rate chosen on meta-val pairs
 only) and greedy decoding, read twice: with a zero-shot prompt and with the same ``translation.prompt_shots``-shot
 prompt as (0) (rows ``... + prompt``). Scores: corpus chrF and BLEU per held-out pair; mean and 95% CI over pairs,
 per K. Held-out languages never occur in meta-training (asserted by ``split_pairs``); K = 64 needs DDTP pairs
@@ -14,9 +14,9 @@ per K. Held-out languages never occur in meta-training (asserted by ``split_pair
 The pruned vocabulary keeps the pieces of every corpus text except the test sentences (held-out languages included:
 their other sentences stand for the monolingual text a user has; the test sentences never choose pieces).
 
-(b) and (c) are trained by ``recipes/translation_meta_train.yaml`` itself (``metanlp.recipes.translation_meta_train``
+(b) and (c) are trained by ``recipes/translation/translation_meta_train.yaml`` itself (``metanlp.families.translation.recipes.meta_train``
 with ``translation.multitask_baseline``), into ``runs/bench_translation_meta/{adapter,multitask_adapter}``: the same
-folders ``recipes/new_language_pair.yaml`` takes as ``adapter.init`` / ``adapter.multitask_init``.
+folders ``recipes/translation/new_language_pair.yaml`` takes as ``adapter.init`` / ``adapter.multitask_init``.
 
 Run: ``PYTHONPATH=. python bench/translation/run_benchmark.py [--budget-s 1200] [--test-sentences 10]``
 Writes ``bench/translation/results.json``, ``metrics.json`` and ``meta_train_log.jsonl``; timings on a shared 2-core
@@ -36,12 +36,12 @@ from pathlib import Path
 import torch
 
 from metanlp.algorithms.fomaml import FOMAML
-from metanlp.language_pairs import PairEpisodeSampler, load_pairs, split_pairs
-from metanlp.metrics import mean_ci95
-from metanlp.recipe_loading import load_recipe, recipe_to_yaml
-from metanlp.recipes import translation_meta_train
-from metanlp.saving import write_json_atomic
-from metanlp.translation_adapters import build_translation, lora_weights
+from metanlp.core.metrics import mean_ci95
+from metanlp.core.recipe_loading import load_recipe, recipe_to_yaml
+from metanlp.core.saving import write_json_atomic
+from metanlp.families.translation.adapter import build_translation, lora_weights
+from metanlp.families.translation.pairs import PairEpisodeSampler, load_pairs, split_pairs
+from metanlp.families.translation.recipes import meta_train as translation_meta_train
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -58,10 +58,10 @@ def portable(text: str) -> str:
 
 LABELS = {
     "prompting": "(0) 3-shot prompting, no training",
-    "finetune": "(a) LoRA adapted from the pretrained backbone",
-    "finetune+prompt": "(a) + 3-shot prompt",
-    "multitask": "(b) multi-task LoRA + adapted",
-    "multitask+prompt": "(b) + 3-shot prompt",
+    "finetune": "(b) LoRA adapted from the pretrained backbone",
+    "finetune+prompt": "(b) + 3-shot prompt",
+    "multitask": "(d) multi-task LoRA + adapted",
+    "multitask+prompt": "(d) + 3-shot prompt",
     "meta": "(c) meta-learned init + adapted",
     "meta+prompt": "(c) + 3-shot prompt",
 }
@@ -120,7 +120,7 @@ def main() -> None:
             f"run.output_dir={ROOT / 'runs' / 'bench_translation_smoke'}",
         ]
     out_name = "smoke_results.json" if args.smoke else "results.json"
-    cfg = load_recipe(ROOT / "recipes" / "translation_meta_train.yaml", overrides)
+    cfg = load_recipe(ROOT / "recipes" / "translation" / "translation_meta_train.yaml", overrides)
     t, k = cfg.translation, cfg.task.k_shot
     corpus = load_pairs([ROOT / p for p in t.pairs], t.max_chars)
     splits = split_pairs(corpus, t.val_languages, t.test_languages, cfg.task.k_shot + cfg.task.q_query)
@@ -168,7 +168,7 @@ def main() -> None:
     learner = FOMAML(inner_lr=inner_lr, inner_steps=cfg.meta.inner_steps)
     cfg.meta.inner_lr = inner_lr
 
-    from metanlp.metrics import load_metric
+    from metanlp.core.metrics import load_metric
 
     chrf_metric, bleu_metric = load_metric("chrf"), load_metric("bleu")
 
@@ -213,7 +213,7 @@ def main() -> None:
         summarise()
 
     # (c) and (b) by the translation_meta_train recipe itself (adapter/ and multitask_adapter/ under its output
-    # folder, reusable with recipes/new_language_pair.yaml); the outer steps come from the budget and a timed episode
+    # folder, reusable with recipes/translation/new_language_pair.yaml); the outer steps come from the budget and a timed episode
     out = Path(cfg.run.output_dir)
     if args.reuse_meta_train:  # e.g. after an evaluation was killed: the adapters and their metrics.json are there
         summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))

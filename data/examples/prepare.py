@@ -1,13 +1,13 @@
 """Build the quickstart's "new categories" files from the ICD-10-CM blocks of the four held-out chapters.
 
-The classes are the blocks of the chapters that recipes/text_meta_train.yaml holds out (meta-test), so the shipped
+The classes are the blocks of the chapters that recipes/text_classification/text_meta_train.yaml holds out (meta-test), so the shipped
 meta-learned init never saw them. Writes, deterministically (seed 0):
 
 - new_categories/support.csv: K=5 labelled examples per block (what a user would label by hand);
 - new_categories/eval.csv: the remaining examples of those blocks (to compare methods);
 - new_categories/unlabelled.txt: 20 texts without labels (to show predictions).
 
-and, for recipes/new_language_pair.yaml, from the UDHR English-Zulu paragraphs (Zulu is held out of translation
+and, for recipes/translation/new_language_pair.yaml, from the UDHR English-Zulu paragraphs (Zulu is held out of translation
 meta-training in both directions; paragraphs of <= 200 characters, as the translation recipes):
 
 - new_language_pair/support.en-zu.tsv: K=16 sentence pairs (source<TAB>target);
@@ -36,7 +36,7 @@ HELD_OUT = (
 
 
 def new_language_pair(source: Path, out: Path, k: int = 16, n_eval: int = 12, n_predict: int = 4) -> None:
-    """The en->zu files of recipes/new_language_pair.yaml (seeded shuffle of the UDHR pairs)."""
+    """The en->zu files of recipes/translation/new_language_pair.yaml (seeded shuffle of the UDHR pairs)."""
     pairs = []
     for line in source.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from metanlp.algorithms.fomaml import inner_loop
-from metanlp.config import MetaConfig
-from metanlp.tasks import Batch, Params, TaskFamily
+from metanlp.algorithms.base import MetaLearner
+from metanlp.core.config import MetaConfig
+from metanlp.core.inner_loop import inner_loop
+from metanlp.core.protocols import Batch, Params, TaskFamily
 
 __all__ = ["MAML", "differentiable_inner_loop"]
 
@@ -45,7 +46,7 @@ def differentiable_inner_loop(task: TaskFamily, params: Params, support: Batch, 
 
 
 @dataclass
-class MAML:
+class MAML(MetaLearner):
     """MAML: the meta-gradient is ``d L_query(theta'(theta)) / d theta`` through all ``inner_steps`` SGD steps.
 
     The LoRA meta-parameters enter the inner loop as they are and the whole loop is differentiated (second order).
@@ -71,10 +72,6 @@ class MAML:
     def from_config(cls, cfg: MetaConfig) -> MAML:
         """Build from ``meta.inner_lr`` and ``meta.inner_steps``."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps)
-
-    def extra_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """MAML meta-learns nothing beyond the adapter: ``{}``."""
-        return {}
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:
         """Fast weights after ``inner_steps`` SGD steps (no graph kept: the same values as in meta-training)."""
@@ -107,8 +104,7 @@ class MAML:
                 ) from e
             raise
         grads = dict(zip(theta, g[: len(theta)], strict=True))
-        init_vjp = getattr(task, "init_vjp", None)
-        if init_vjp is not None and task_keys:  # the initial task weights are a function of theta (prototypes)
-            extra = init_vjp(meta_params, support, dict(zip(task_keys, g[len(theta) :], strict=True)))
+        extra = task.init_vjp(meta_params, support, dict(zip(task_keys, g[len(theta) :], strict=True))) if task_keys else None
+        if extra is not None:  # the initial task weights are a function of theta (prototypes)
             grads = {k: grads[k] + extra[k] for k in grads}
         return grads, {"query_loss": query_loss.item()}

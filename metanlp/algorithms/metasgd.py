@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from metanlp.algorithms.fomaml import loss_and_grads
-from metanlp.config import MetaConfig
-from metanlp.tasks import Batch, Params, TaskFamily
+from metanlp.algorithms.base import MetaLearner
+from metanlp.core.config import MetaConfig
+from metanlp.core.inner_loop import loss_and_grads
+from metanlp.core.protocols import Batch, Params, TaskFamily
 
 __all__ = ["LR_PREFIX", "TASK_LR", "MetaSGD"]
 
@@ -27,7 +28,7 @@ TASK_LR = "inner_lr/task_weights"
 
 
 @dataclass
-class MetaSGD:
+class MetaSGD(MetaLearner):
     """Meta-SGD: ``theta' = theta - alpha * grad L_support(theta)`` with a learned ``alpha`` shaped like ``theta``.
 
     Every LoRA meta-parameter ``k`` gets a learning-rate tensor ``alpha_k`` of its own shape (``LR_PREFIX + k``),
@@ -133,10 +134,9 @@ class MetaSGD:
         query_loss, g = loss_and_grads(task, fast, query, list(fast), self.micro_batch)
         g_q = dict(zip(fast, g, strict=True))
         grads: Params = {k: g_q[k] for k in meta_params}
-        init_vjp = getattr(task, "init_vjp", None)
-        if init_vjp is not None:  # first-order Proto-MAML: the head's gradient through its prototype init
-            extra = init_vjp(meta_params, support, {k: v for k, v in g_q.items() if k not in meta_params},
-                             self.micro_batch)  # fmt: skip
+        extra = task.init_vjp(meta_params, support, {k: v for k, v in g_q.items() if k not in meta_params},
+                              self.micro_batch)  # fmt: skip
+        if extra is not None:  # first-order Proto-MAML: the head's gradient through its prototype init
             grads = {k: v + extra[k] for k, v in grads.items()}
         grads.update({LR_PREFIX + k: -g_q[k] * sums[k] for k in meta_params})
         task_terms = [(g_q[k] * sums[k]).sum() for k in fast if k not in meta_params]

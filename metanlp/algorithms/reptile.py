@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from metanlp.algorithms.fomaml import inner_loop, loss_and_grads
-from metanlp.config import MetaConfig
-from metanlp.tasks import Batch, Params, TaskFamily
+from metanlp.algorithms.base import MetaLearner
+from metanlp.core.config import MetaConfig
+from metanlp.core.inner_loop import inner_loop, loss_and_grads
+from metanlp.core.protocols import Batch, Params, TaskFamily
 
 __all__ = ["Reptile", "joint_inner_loop"]
 
@@ -61,7 +62,7 @@ def joint_inner_loop(
 
 
 @dataclass
-class Reptile:
+class Reptile(MetaLearner):
     """Reptile: the meta-gradient of a task is ``theta - W``, where ``W`` are the weights after the inner loop.
 
     The outer optimiser treats ``theta - W`` as a gradient, so its step moves ``theta`` towards ``W`` (plain SGD with
@@ -88,10 +89,6 @@ class Reptile:
     def from_config(cls, cfg: MetaConfig) -> Reptile:
         """Build from ``meta.inner_lr``, ``meta.inner_steps`` and ``meta.micro_batch``."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, micro_batch=cfg.micro_batch)
-
-    def extra_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """Reptile meta-learns nothing beyond the adapter: ``{}``."""
-        return {}
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:
         """Fast weights after ``inner_steps`` SGD steps on the support set."""

@@ -1,7 +1,7 @@
 """The ``metanlp`` command: one verb per module in this package (``add_parser(subparsers)`` + ``main(args)``).
 
 Multi-process runs go through Accelerate's launcher, not ours:
-``accelerate launch --num_processes 4 -m metanlp meta-train recipes/text_meta_train.yaml`` (GPUs), or on CPU
+``accelerate launch --num_processes 4 -m metanlp meta-train recipes/text_classification/text_meta_train.yaml`` (GPUs), or on CPU
 ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m metanlp meta-train RECIPE``.
 """
 
@@ -34,9 +34,9 @@ VERBS = {
 EPILOG = """\
 examples:
   metanlp ls                                          list the recipes that ship with metanlp
-  metanlp adapt recipes/text_new_categories.yaml      adapt a meta-learned init to your few examples
-  metanlp meta-train recipes/text_meta_train.yaml --set meta.outer_steps=50
-  metanlp evaluate recipes/clinc150_benchmark.yaml    (a) centroid vs (b) fine-tune vs (c) meta-learned init
+  metanlp adapt recipes/text_classification/text_new_categories.yaml      adapt a meta-learned init to your few examples
+  metanlp meta-train recipes/text_classification/text_meta_train.yaml --set meta.outer_steps=50
+  metanlp evaluate recipes/text_classification/clinc150_benchmark.yaml    (a) centroid vs (b) fine-tune vs (c) meta-learned init
   metanlp predict runs/new_categories/adapter --text "my card was declined"
   metanlp <verb> --help                               everything a verb takes
 """
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpx2", "urllib3", "filelock", "datasets", "huggingface_hub", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from metanlp.errors import USER_ERRORS
+    from metanlp.core.errors import USER_ERRORS
 
     try:
         return int(args.func(args) or 0)

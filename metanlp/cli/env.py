@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from metanlp.config import cache_dir, hub_endpoint
+    from metanlp.core.config import cache_dir, hub_endpoint
 
     lines = [f"python: {platform.python_version()} ({platform.machine()})", f"cpu threads: {torch.get_num_threads()}"]
     for pkg in ("metanlp", "torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub", "evaluate"):

@@ -4,5 +4,5 @@ from metanlp.cli.recipe_args import recipe_verb
 
 add_parser, main = recipe_verb(
     "evaluate", "evaluate", "score centroid / fine-tune / meta-learned init on the same meta-test episodes",
-    "recipes/clinc150_benchmark.yaml",
+    "recipes/text_classification/clinc150_benchmark.yaml",
 )  # fmt: skip

@@ -26,5 +26,5 @@ def main(args: argparse.Namespace) -> int:
         lines = f.read_text(encoding="utf-8").splitlines()
         about = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")), "")
         run = next((ln.split("Run:", 1)[1].strip() for ln in lines if "Run:" in ln), "")
-        sys.stdout.write(f"{f.relative_to(root).with_suffix('')!s:<28} {about}\n{'':<28} {run}\n")
+        sys.stdout.write(f"{f.relative_to(root).with_suffix('')!s:<44} {about}\n{'':<44} {run}\n")
     return 0

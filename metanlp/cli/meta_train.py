@@ -8,5 +8,5 @@ from metanlp.cli.recipe_args import recipe_verb
 
 add_parser, main = recipe_verb(
     "meta-train", "meta_train", "meta-train a LoRA init across tasks (FOMAML by default)",
-    "recipes/text_meta_train.yaml",
+    "recipes/text_classification/text_meta_train.yaml",
 )  # fmt: skip

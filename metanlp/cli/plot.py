@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Draw the curves and print where the PNG is."""
-    from metanlp.plotting import plot_curves
+    from metanlp.core.plotting import plot_curves
 
     path = plot_curves(args.run_dir, args.out, window=args.window)
     sys.stdout.write(f"{path}\n")

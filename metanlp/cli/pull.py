@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def main(args: argparse.Namespace) -> int:
     """Pull and print the adapter folder."""
-    from metanlp.hub import pull_adapter
+    from metanlp.core.hub import pull_adapter
 
     path = pull_adapter(args.repo_id, revision=args.revision, out_dir=args.out, endpoint=args.endpoint)
     sys.stdout.write(f"{path}\n")

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def main(args: argparse.Namespace) -> int:
     """Push and print the commit URL."""
-    from metanlp.hub import push_adapter
+    from metanlp.core.hub import push_adapter
 
     commit = push_adapter(
         args.adapter_dir,

@@ -1,5 +1,5 @@
 """Arguments shared by the verbs that run a recipe (``RECIPE``, ``--set key=value``), and key documentation
-generated from the config dataclasses' docstrings (each field is documented once, in ``metanlp/config.py``)."""
+generated from the config dataclasses' docstrings (each field is documented once, in ``metanlp/core/config.py`` and each family's ``config.py``)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ def resolve_recipe(name: str) -> Path:
     for candidate in (shipped / name, shipped / f"{name}.yaml"):
         if candidate.is_file():
             return candidate
-    names = sorted(f.stem for f in shipped.rglob("*.yaml"))
+    stem = name.removesuffix(".yaml")
+    matches = sorted(f for f in shipped.rglob("*.yaml") if f.stem == stem)  # recipes/<family>/<name>.yaml
+    if len(matches) == 1:
+        return matches[0]
+    names = sorted(str(f.relative_to(shipped).with_suffix("")) for f in shipped.rglob("*.yaml"))
     raise FileNotFoundError(f"recipe {name!r} not found; shipped recipes: {', '.join(names)} (see `metanlp ls`)")
 
 
@@ -61,17 +65,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_from_args(args: argparse.Namespace):  # noqa: ANN201 - RecipeConfig, imported lazily
     """Resolve and load the recipe named on the command line with its ``--set`` overrides."""
-    from metanlp.recipe_loading import load_recipe
+    from metanlp.core.recipe_loading import load_recipe
 
     return load_recipe(resolve_recipe(args.recipe), args.overrides)
 
 
 def key_docs() -> str:
     """Every recipe key with its one-paragraph meaning and default, from the dataclass docstrings."""
-    from metanlp.config import RecipeConfig
+    from metanlp.core.config import recipe_schema
 
     lines = []
-    for section in fields(RecipeConfig):
+    for section in fields(recipe_schema()):
         cls = section.default_factory
         doc = inspect.getdoc(cls) or ""
         lines.append(f"{section.name}:  {doc.splitlines()[0] if doc else ''}")
@@ -110,11 +114,11 @@ def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: 
         import json
         import sys
 
-        from metanlp.evaluation import format_table
-        from metanlp.recipes import dispatch
+        from metanlp.core.comparison import format_table
+        from metanlp.core.registry import recipe_module
 
         cfg = load_from_args(args)
-        summary = dispatch(recipe, cfg).run(cfg)
+        summary = recipe_module(recipe, cfg.task.family).run(cfg)
         if summary.get("records") and cfg.task.family == "text_classification":
             sys.stdout.write(format_table(summary["records"]) + "\n")
         if isinstance(summary.get("table"), str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "translate sentences with a translation adapter (metanlp adapt recipes/new_language_pair.yaml output)"
+HELP = "translate sentences with a translation adapter (metanlp adapt recipes/translation/new_language_pair.yaml output)"
 EPILOG = """\
 examples:
   metanlp translate runs/new_pair/adapter --text "Everyone has the right to life."
@@ -76,13 +76,13 @@ def check_direction(meta: dict, source_lang: str, target_lang: str) -> None:
 def main(args: argparse.Namespace) -> int:
     """Load the adapter, translate, print one translation per line."""
     sentences = read_sentences(args)
-    from metanlp.files import read_metadata
+    from metanlp.core.files import read_metadata
 
     meta = read_metadata(args.adapter)
     if meta.get("family") != "translation":
         raise ValueError(f"{args.adapter}: family is {meta.get('family')!r}, not a translation adapter")
     check_direction(meta, args.source_lang, args.target_lang)
-    from metanlp.translation_adapters import load_translation_adapter
+    from metanlp.families.translation.adapter import load_translation_adapter
 
     task, meta = load_translation_adapter(args.adapter, args.backbone)
     params = {k: v.detach() for k, v in task.model.named_parameters() if "lora_" in k}

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Print the resolved recipe (or the key reference with ``--keys``)."""
     from metanlp.cli.recipe_args import key_docs, load_from_args
-    from metanlp.recipe_loading import recipe_to_yaml
+    from metanlp.core.recipe_loading import recipe_to_yaml
 
     if args.keys:
         sys.stdout.write(key_docs() + "\n")

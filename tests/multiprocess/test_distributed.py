@@ -42,8 +42,8 @@ def free_port() -> int:
 
 
 def meta_train_cmd(root: Path, out: Path) -> list[str]:
-    """``metanlp meta-train recipes/text_meta_train.yaml`` arguments with the tiny overrides and ``out``."""
-    args = ["meta-train", str(root / "recipes" / "text_meta_train.yaml")]
+    """``metanlp meta-train recipes/text_classification/text_meta_train.yaml`` arguments with the tiny overrides and ``out``."""
+    args = ["meta-train", str(root / "recipes" / "text_classification" / "text_meta_train.yaml")]
     for o in [*OVERRIDES, f"run.output_dir={out}"]:
         args += ["--set", o]
     return args
@@ -98,17 +98,17 @@ def test_warns_when_accelerate_launch_cpu_starts_one_process(
 ) -> None:
     from types import SimpleNamespace
 
-    from metanlp.meta_train import _warn_single_cpu_process
+    from metanlp.core.meta_train import _warn_single_cpu_process
 
     # what `accelerate launch --num_processes 2 --cpu` gives its single child
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    with caplog.at_level("WARNING", logger="metanlp.meta_train"):
+    with caplog.at_level("WARNING", logger="metanlp.core.meta_train"):
         _warn_single_cpu_process(SimpleNamespace(num_processes=1))
     assert "huggingface/accelerate#2741" in caplog.text and "--multi_gpu --num_processes N" in caplog.text
     caplog.clear()
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun-style launch: really distributed
-    with caplog.at_level("WARNING", logger="metanlp.meta_train"):
+    with caplog.at_level("WARNING", logger="metanlp.core.meta_train"):
         _warn_single_cpu_process(SimpleNamespace(num_processes=1))
     assert caplog.text == ""

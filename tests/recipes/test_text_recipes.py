@@ -12,11 +12,10 @@ import pytest
 import torch
 from peft import PeftModel
 
-from metanlp.adapters import TextClassifier
-from metanlp.backbones import tiny_encoder
-from metanlp.recipe_loading import load_recipe
-from metanlp.recipes import adapt, meta_train
-from metanlp.saving import load_classifier, predict_texts
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.adapter import TextClassifier, load_classifier, predict_texts
+from metanlp.families.text_classification.backbone import tiny_encoder
+from metanlp.families.text_classification.recipes import adapt, meta_train
 
 TINY = ["model.name=tiny-random-bert", "run.progress=false"]
 
@@ -24,7 +23,7 @@ TINY = ["model.name=tiny-random-bert", "run.progress=false"]
 @pytest.fixture(scope="module")
 def meta_run(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
     out = tmp_path_factory.mktemp("meta")
-    cfg = load_recipe(root / "recipes" / "text_meta_train.yaml", TINY + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", TINY + [
         f"run.output_dir={out}", "meta.outer_steps=3", "meta.eval_every=3", "meta.save_every=2", "task.n_way=5",
         "eval.episodes=1", "eval.q_query=3"])  # fmt: skip
     summary = meta_train.run(cfg)
@@ -67,7 +66,7 @@ def _small_task(tmp_path: Path, root: Path) -> list[str]:
 
 def test_adapt_saves_stock_peft_adapter_and_predictions(meta_run: Path, tmp_path: Path, root: Path) -> None:
     out = tmp_path / "out"
-    cfg = load_recipe(root / "recipes" / "text_new_categories.yaml", TINY + _small_task(tmp_path, root) + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", TINY + _small_task(tmp_path, root) + [
         f"adapter.init={meta_run / 'adapter'}", f"run.output_dir={out}"])  # fmt: skip
     summary = adapt.run(cfg)
     assert {r["method"] for r in summary["records"]} == {"centroid", "finetune", "meta"}
@@ -90,7 +89,7 @@ def test_adapt_saves_stock_peft_adapter_and_predictions(meta_run: Path, tmp_path
 
 def test_adapt_rejects_class_with_fewer_than_k(tmp_path: Path, root: Path) -> None:
     support = _write_csv(tmp_path / "few.csv", [("a b c", "x")] * 5 + [("d e f", "y")] * 2)
-    cfg = load_recipe(root / "recipes" / "text_new_categories.yaml", TINY + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", TINY + [
         f"data.support={support}", "data.eval=", "data.predict=", "adapter.init=",
         f"run.output_dir={tmp_path / 'o'}"])  # fmt: skip
     with pytest.raises(ValueError, match=r"few\.csv.*fewer than task\.k_shot=5.*'y': 2"):
@@ -99,14 +98,14 @@ def test_adapt_rejects_class_with_fewer_than_k(tmp_path: Path, root: Path) -> No
 
 
 def test_adapt_rejects_init_from_another_backbone(meta_run: Path, tmp_path: Path, root: Path) -> None:
-    cfg = load_recipe(root / "recipes" / "text_new_categories.yaml", _small_task(tmp_path, root) + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", _small_task(tmp_path, root) + [
         f"adapter.init={meta_run / 'adapter'}", f"run.output_dir={tmp_path / 'o'}", "run.progress=false"])  # fmt: skip
     with pytest.raises(ValueError, match="meta-trained on backbone 'tiny-random-bert'.*all-MiniLM-L6-v2"):
         adapt.run(cfg)
 
 
 def test_cli_reports_bad_key_in_one_line(root: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "metanlp", "adapt", str(root / "recipes/text_new_categories.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "metanlp", "adapt", str(root / "recipes/text_classification/text_new_categories.yaml"),
                            "--set", "adapter.rnak=2"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("metanlp: error: --set: Key 'rnak'")

