@@ -18,6 +18,7 @@ from metanlp.adapters import attach_lora, lora_parameters, read_metadata
 from metanlp.backbones import load_encoder
 from metanlp.config import RecipeConfig
 from metanlp.episodes import ClassSplits, EpisodeSampler, LabelledCorpus, load_corpus, split_classes
+from metanlp.layer_stack import lora_layer_indices
 from metanlp.recipe_loading import recipe_to_yaml
 from metanlp.saving import load_adapter_weights, write_json_atomic
 from metanlp.tasks.text_classification import TextClassificationFamily
@@ -86,6 +87,9 @@ def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: st
             f"adapter.init={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
             f"but model.name is {backbone!r}"
         )
+    if "lora_layers" in meta and meta["lora_layers"] != lora_layer_indices(model):
+        raise ValueError(f"adapter.init={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
+                         f"gives {lora_layer_indices(model)}: set adapter.layers as in its recipe.yaml")  # fmt: skip
     load_adapter_weights(model, adapter_dir)  # LoRA + the 1-row placeholder head
     log.info("loaded meta-learned init from %s", adapter_dir)
 
