@@ -68,7 +68,8 @@ def build_classification(cfg: RecipeConfig, load_init: bool = True) -> Classific
     pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
     if load_init and cfg.adapter.init:
         load_meta_init(model, cfg.adapter.init, cfg.model.name)
-    task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale)
+    task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale,
+                                    prefix_cache_mb=cfg.adapter.prefix_cache_mb)  # fmt: skip
     return ClassificationSetup(model, tokenizer, task, lora_parameters(model), pretrained)
 
 
