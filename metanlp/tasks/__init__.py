@@ -40,6 +40,8 @@ class TaskFamily(Protocol):
 
     # Optional: ``init_vjp(meta_params, support, task_grads, micro_batch) -> Params``, the gradient w.r.t. the
     # meta-parameters through the task-specific initial fast weights (see TextClassificationFamily.init_vjp).
+    # Optional: ``sequence_keys: tuple[str, ...]``, the batch tensors whose dim 1 is a right-padded sequence, for a
+    # per-example mean loss: micro-batches are then length-sorted and trimmed (metanlp.micro_batches).
 
     def score(self, params: Params, batch: Batch) -> dict[str, float]:
         """Task metrics of ``params`` on ``batch`` (accuracy, macro-F1; or chrF, BLEU)."""

@@ -213,3 +213,44 @@ def test_adapter_layers_are_validated() -> None:
         attach_lora(encoder, AdapterConfig(layers=[2]))
     with pytest.raises(ValueError, match="adapter.layers"):
         attach_lora(encoder, AdapterConfig(layers=[1, -1]))
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile", "metasgd", "anil", "protonet"])
+def test_every_learner_gets_the_same_meta_gradient_with_the_cache(algorithm: str) -> None:
+    from metanlp.algorithms import build_learner
+    from metanlp.config import MetaConfig
+
+    encoder, tokenizer = tiny_encoder(seed=0, attn_implementation="eager")  # MAML: double backward on CPU
+    torch.manual_seed(1)
+    model = attach_lora(encoder, AdapterConfig(r=2, layers=[1])).double()
+    with torch.no_grad():
+        for name, p in lora_parameters(model).items():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    cached = TextClassificationFamily(model, tokenizer, head_scale=5.0)
+    plain = TextClassificationFamily(model, tokenizer, head_scale=5.0, prefix_cache_mb=0)
+    meta = lora_parameters(model)
+    learner = build_learner(MetaConfig(algorithm=algorithm, inner_steps=2, inner_lr=0.3, micro_batch=4), meta)
+    g_c, stats_c = learner.meta_gradient(cached, meta, EPISODE)
+    g_p, stats_p = learner.meta_gradient(plain, meta, EPISODE)
+    assert cached.prefix.cache.misses > 0 and set(g_c) == set(g_p)
+    assert stats_c["query_loss"] == pytest.approx(stats_p["query_loss"], rel=1e-9)
+    for k in g_c:
+        torch.testing.assert_close(g_c[k], g_p[k], rtol=1e-8, atol=1e-11)
+
+
+def test_recipe_adapter_layers_builds_a_cached_family_and_refuses_a_meta_init_with_other_layers(tmp_path) -> None:
+    from metanlp.builders import build_classification
+    from metanlp.recipe_loading import load_recipe
+
+    cfg = load_recipe(None, ["model.name=tiny-random-bert", "adapter.layers=[-1]", "adapter.prefix_cache_mb=8"])
+    setup = build_classification(cfg)
+    assert setup.task.prefix is not None and setup.task.prefix.start_layer == 1
+    assert setup.task.prefix.cache.max_bytes == 8 * 2**20
+    meta = {"family": "text_classification", "backbone": "tiny-random-bert"}
+    save_adapter(setup.model, tmp_path / "top", meta)
+    everywhere = load_recipe(None, ["model.name=tiny-random-bert", f"adapter.init={tmp_path / 'top'}"])
+    with pytest.raises(ValueError, match="adapter.layers"):
+        build_classification(everywhere)
+    same = load_recipe(None, ["model.name=tiny-random-bert", "adapter.layers=[1]", f"adapter.init={tmp_path / 'top'}"])
+    assert build_classification(same).task.prefix is not None
