@@ -207,8 +207,8 @@ def meta_train(
         os.replace(old_ckpt, ckpt)
     accelerator.wait_for_everyone()
     if ckpt.is_dir():
+        state.load_params(ckpt)  # first: names a checkpoint of other meta-parameters (adapter.layers) clearly
         accelerator.load_state(str(ckpt))
-        state.load_params(ckpt)
         log.info("resumed from %s at outer step %d", ckpt, state.step)
     rank, world = accelerator.process_index, accelerator.num_processes
     out.mkdir(parents=True, exist_ok=True)

@@ -254,3 +254,16 @@ def test_recipe_adapter_layers_builds_a_cached_family_and_refuses_a_meta_init_wi
         build_classification(everywhere)
     same = load_recipe(None, ["model.name=tiny-random-bert", "adapter.layers=[1]", f"adapter.init={tmp_path / 'top'}"])
     assert build_classification(same).task.prefix is not None
+
+
+def test_a_checkpoint_of_lora_on_more_layers_is_refused(tmp_path) -> None:
+    from metanlp.meta_train import MetaState
+
+    every, _ = _model([])
+    top, _ = _model([1])
+    MetaState(lora_parameters(every)).save_params(tmp_path)
+    with pytest.raises(ValueError, match="adapter.layers"):
+        MetaState(lora_parameters(top)).load_params(tmp_path)
+    MetaState(lora_parameters(top)).save_params(tmp_path)
+    with pytest.raises(ValueError, match="lacks meta-parameters"):
+        MetaState(lora_parameters(every)).load_params(tmp_path)
