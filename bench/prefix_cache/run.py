@@ -8,7 +8,9 @@ in one process so that shared-CPU noise hits them alike:
 - ``all_layers``: ``adapter.layers: []`` (LoRA on layers 0-5; the whole encoder runs every pass, as before);
 - ``top2_uncached``: ``adapter.layers: [-2, -1]``, ``adapter.prefix_cache_mb: 0`` (backward stops at layer 4, but
   every pass still runs layers 0-3);
-- ``top2_cached``: ``adapter.layers: [-2, -1]`` with the cache: layers 0-3 run once per text.
+- ``top2_cached``: ``adapter.layers: [-2, -1]`` with the cache: layers 0-3 run once per text;
+- with ``--unsorted``, ``all_layers_unsorted``: ``all_layers`` with micro-batches cut in batch order and padded to the
+  whole set's longest text (metanlp before length sorting); differs only when ``--micro-batch`` < N*K or N*Q.
 
 Each episode is first run once untimed in every setting ("cold": fills the cache, reported separately), then
 ``--repeats`` timed passes ("warm": every text of the episode already cached, as after the first epoch over a
@@ -64,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=48)
     parser.add_argument("--inner-steps", type=int, default=5)
     parser.add_argument("--micro-batch", type=int, default=32)
+    parser.add_argument("--unsorted", action="store_true", help="also time all_layers_unsorted (see above)")
+    parser.add_argument("--tag", default="", help="write results to bench/prefix_cache/TAG/results.json instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     setups = {name: build(args, extra) for name, extra in SETTINGS.items()}
+    if args.unsorted:  # the micro-batching before length sorting, for comparison (matters when micro_batch < N*K)
+        setups["all_layers_unsorted"] = build(args, SETTINGS["all_layers"])
+        setups["all_layers_unsorted"][0].task.sequence_keys = ()  # type: ignore[misc]
     sampler = setups["all_layers"][1]
     episodes = [sampler.sample(i) for i in range(args.episodes)]
     learner = FOMAML(inner_lr=0.5, inner_steps=args.inner_steps, micro_batch=args.micro_batch)
@@ -104,13 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_warm_all_over_top2_uncached": warm_s["all_layers"] / warm_s["top2_uncached"],
         "speedup_warm_top2_uncached_over_cached": warm_s["top2_uncached"] / warm_s["top2_cached"],
         "speedup_cold_all_over_top2_cached": cold_s["all_layers"] / cold_s["top2_cached"],
+        **(
+            {"speedup_warm_unsorted_over_sorted_micro_batches": warm_s["all_layers_unsorted"] / warm_s["all_layers"]}
+            if args.unsorted
+            else {}
+        ),  # fmt: skip
         "meta_gradient_max_abs_diff_cached_vs_uncached": diff,
         "meta_gradient_max_abs": scale,
         "cache": {"texts": len(cache), "mib": cache.nbytes / 2**20, "hits": cache.hits, "misses": cache.misses},
         "warm_seconds": warm,
         "cold_seconds": cold,
     }
-    path = write_results(HERE, results)
+    path = write_results(HERE / args.tag if args.tag else HERE, results)
     for n in setups:
         sys.stdout.write(f"{n:>14}: warm {warm_s[n]:.3f} s/episode, cold {cold_s[n]:.3f} s/episode\n")
     speedup = results["speedup_warm_all_over_top2_cached"]
