@@ -9,9 +9,9 @@ loop, the query pass and adaptation alike.
 
 Exactness: padding positions are masked out of attention and pooling, so re-padding with zeros gives the states of the
 uncached forward (up to float summation order). Entries are keyed by ``(text, max_length)``; the cache belongs to one
-*identity* ``(backbone name, commit, weights fingerprint, k, dtype, device)`` at a time and is cleared when it changes
-(another backbone, weights modified in place, another first LoRA layer). The prefix is only used while its modules are
-in eval mode (no dropout) and the tokenizer pads on the right; otherwise the family runs the whole encoder.
+*identity* ``(backbone name, commit, weights fingerprint, k, dtype, device, tokenizer)`` at a time and is cleared when
+it changes (another backbone, weights modified in place, another first LoRA layer). The prefix is only used while its
+modules are in eval mode (no dropout) and the tokenizer pads on the right; otherwise the family runs the whole encoder.
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ class FrozenPrefix:
         self.modules: list[nn.Module] = [encoder.backbone.embeddings, *layers[:start_layer]]
         self._token: tuple[Any, ...] | None = None
         self._fingerprint = ""
+        self._tokenizer_id = (getattr(tokenizer, "name_or_path", ""), len(tokenizer))
 
     def usable(self) -> bool:
         """Whether cached states equal the forward's: prefix modules in eval mode, tokenizer padding on the right."""
@@ -143,7 +144,8 @@ class FrozenPrefix:
         return right and not any(m.training for m in self.modules)
 
     def identity(self) -> tuple[Any, ...]:
-        """``(name, commit, weights fingerprint, start_layer, dtype, device)``; re-hashed when a weight changed."""
+        """``(name, commit, weights fingerprint, start_layer, dtype, device, tokenizer)``; the weights are re-hashed
+        when one of them changed (in place or replaced)."""
         tensors = [t for m in self.modules for t in [*m.parameters(), *m.buffers()]]
         token = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
         if token != self._token:
@@ -152,7 +154,7 @@ class FrozenPrefix:
         commit = getattr(config, "_commit_hash", None) or ""
         ref = tensors[0]
         return (self.name or getattr(config, "_name_or_path", ""), commit, self._fingerprint, self.start_layer,
-                str(ref.dtype), str(ref.device))  # fmt: skip
+                str(ref.dtype), str(ref.device), self._tokenizer_id)  # fmt: skip
 
     @torch.no_grad()
     def _compute(self, texts: list[str], max_length: int, device: torch.device) -> list[Entry]:
