@@ -15,6 +15,7 @@ from metanlp.backbones import tiny_encoder
 from metanlp.config import AdapterConfig, ConfigError
 from metanlp.episodes import Episode
 from metanlp.micro_batches import micro_batches
+from metanlp.model_card import build_model_card
 from metanlp.prefix_cache import PrefixCache
 from metanlp.saving import save_adapter
 from metanlp.tasks.text_classification import TextClassificationFamily
@@ -192,6 +193,7 @@ def test_stock_peft_loads_a_top_layer_adapter_with_identical_logits(tmp_path) ->
     out = save_adapter(model, tmp_path / "adapter", {"family": "text_classification", "backbone": "tiny"})
     assert json.loads((out / "adapter_config.json").read_text())["layers_to_transform"] == [1]
     assert json.loads((out / "metanlp.json").read_text())["lora_layers"] == [1]
+    assert "] on layers [1]; the head" in str(build_model_card(out))  # the card's LoRA line
     encoder, _ = tiny_encoder(seed=0)
     loaded = PeftModel.from_pretrained(TextClassifier(encoder, num_labels=1), str(out)).eval()
     enc = tokenizer(EPISODE.query_texts, padding=True, return_tensors="pt")
