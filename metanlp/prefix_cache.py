@@ -204,7 +204,7 @@ def frozen_prefix(
         tokenizer: the backbone's tokenizer.
         cache_mb: memory bound of a new cache, MiB; 0 = no cache (returns None).
         cache: a cache to share instead of a new one.
-        name: backbone name (part of the cache identity).
+        name: backbone name (part of the cache identity); default: the ``TextClassifier``'s ``name_or_path``.
 
     Returns:
         None when LoRA covers layer 0, some LoRA weight lies outside the layer stack, the backbone is not BERT-style,
@@ -221,6 +221,7 @@ def frozen_prefix(
     inside = all("encoder.layer." in n for n, _ in model.named_parameters() if "lora_" in n)
     if not indices or not inside or indices[0] == 0:
         return None
+    cache = cache if cache is not None else PrefixCache(cache_mb)
     log.info("LoRA starts at layer %d: caching the frozen layers below it (%.0f MiB bound)", indices[0],
-             cache.max_bytes / 2**20 if cache is not None else cache_mb)  # fmt: skip
-    return FrozenPrefix(encoder, tokenizer, indices[0], cache if cache is not None else PrefixCache(cache_mb), name)
+             cache.max_bytes / 2**20)  # fmt: skip
+    return FrozenPrefix(encoder, tokenizer, indices[0], cache, name or getattr(base, "name_or_path", "") or "")

@@ -53,8 +53,7 @@ class TextClassificationFamily:
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.head_scale, self.chunk_size = max_length, head_scale, chunk_size
         self.head_weight, self.head_bias = head_names(model)
-        self.prefix = frozen_prefix(model, tokenizer, prefix_cache_mb, prefix_cache,
-                                    getattr(model.get_base_model(), "name_or_path", "") or "")  # fmt: skip
+        self.prefix = frozen_prefix(model, tokenizer, prefix_cache_mb, prefix_cache)
 
     @property
     def device(self) -> torch.device:
