@@ -14,9 +14,10 @@ from collections.abc import Iterator
 
 import torch
 
-from metanlp.tasks import Batch
-
 __all__ = ["micro_batches"]
+
+#: Tensor name -> ``(n, ...)`` tensor (``metanlp.tasks.Batch``; spelled out so this module imports nothing of metanlp).
+Batch = dict[str, torch.Tensor]
 
 
 def micro_batches(
