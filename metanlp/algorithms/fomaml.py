@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from metanlp.algorithms.base import MetaLearner
 from metanlp.core.config import MetaConfig
 from metanlp.core.inner_loop import inner_loop, loss_and_grads

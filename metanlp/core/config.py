@@ -86,6 +86,13 @@ class AdapterConfig:
         alpha: LoRA scaling numerator (scale = alpha / r).
         dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
+        layers: indices of the encoder layers that get LoRA (peft ``layers_to_transform``); negative indices count
+            from the top, so ``[-2, -1]`` is the top two layers of any depth. Empty = every layer. When the lowest
+            LoRA layer is above layer 0, the text family computes the frozen layers below it once per text and
+            caches their output (``metanlp.families.text_classification.prefix_cache``): inner steps, query passes and adaptation run only the
+            LoRA layers.
+        prefix_cache_mb: memory bound of that cache, MiB (least recently used texts are dropped first); 0 = no
+            cache (every pass runs the whole encoder).
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: translation only: folder of the multi-task transfer adapter (``metanlp meta-train`` output
@@ -97,12 +104,20 @@ class AdapterConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
+    layers: list[int] = field(default_factory=list)
+    prefix_cache_mb: float = 512.0
     init: str = ""
     multitask_init: str = ""
 
     def __post_init__(self) -> None:
         if self.r < 1:
             raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in self.layers):
+            raise ConfigError(f"adapter.layers={list(self.layers)} must be a list of layer indices, e.g. [-2, -1]")
+        if len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"adapter.layers={list(self.layers)} names a layer twice")
+        if not self.prefix_cache_mb >= 0:
+            raise ConfigError(f"adapter.prefix_cache_mb must be >= 0 (0 = no cache), got {self.prefix_cache_mb}")
         if not self.target_modules:
             raise ConfigError("adapter.target_modules is empty: name at least one linear layer, e.g. [query, value]")
 

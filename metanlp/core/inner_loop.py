@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from metanlp.core.micro_batches import micro_batches
 from metanlp.core.protocols import Batch, Params, TaskFamily
 
 __all__ = ["copy_into", "inner_loop", "loss_and_grads"]
@@ -22,7 +23,9 @@ def loss_and_grads(
 
     With ``micro_batch > 0`` the batch is cut into chunks of that many examples along dim 0 and the gradients of
     ``loss(chunk) * len(chunk) / n`` are summed: the same gradient as the full batch for per-example mean losses,
-    with activation memory bounded by the chunk instead of the whole support or query set.
+    with activation memory bounded by the chunk instead of the whole support or query set. A family that names its
+    padded tensors in ``task.sequence_keys`` gets length-sorted chunks, each padded only to its own longest sequence
+    (:func:`metanlp.core.micro_batches.micro_batches`).
 
     Args:
         task: gives ``task.loss(params, batch)``; ``params`` values must require grad.
@@ -41,8 +44,7 @@ def loss_and_grads(
         loss = task.loss(params, batch)
         return loss.item(), list(torch.autograd.grad(loss, inputs))
     total, grads = 0.0, None
-    for i in range(0, n, micro_batch):
-        chunk = {k: v[i : i + micro_batch] for k, v in batch.items()}
+    for _, chunk in micro_batches(batch, micro_batch, getattr(task, "sequence_keys", ())):
         loss = task.loss(params, chunk) * (next(iter(chunk.values())).shape[0] / n)
         g = torch.autograd.grad(loss, inputs)
         grads = list(g) if grads is None else [a + b for a, b in zip(grads, g, strict=True)]

@@ -84,6 +84,9 @@ class MetaState:
         missing = set(self.params) - set(saved)
         if missing:
             raise ValueError(f"{folder} lacks meta-parameters {sorted(missing)[:3]}: was it made by another recipe?")
+        extra = set(saved) - set(self.params)
+        if extra:  # e.g. LoRA on more layers (adapter.layers) than this run has
+            raise ValueError(f"{folder} has meta-parameters this run lacks {sorted(extra)[:3]}: other adapter.layers?")
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(saved[k].to(p.device))
@@ -204,8 +207,8 @@ def meta_train(
         os.replace(old_ckpt, ckpt)
     accelerator.wait_for_everyone()
     if ckpt.is_dir():
+        state.load_params(ckpt)  # first: names a checkpoint of other meta-parameters (adapter.layers) clearly
         accelerator.load_state(str(ckpt))
-        state.load_params(ckpt)
         log.info("resumed from %s at outer step %d", ckpt, state.step)
     rank, world = accelerator.process_index, accelerator.num_processes
     out.mkdir(parents=True, exist_ok=True)

@@ -159,6 +159,8 @@ def build_model_card(adapter_dir: str | Path, repo_id: str = "") -> ModelCard:
     if lora:
         targets = lora.get("target_modules")
         lora_line = f"- LoRA: r={lora.get('r')}, alpha={lora.get('lora_alpha')}, target modules {targets}"
+        if lora.get("layers_to_transform") is not None:  # adapter.layers: LoRA on some layers only
+            lora_line += f" on layers {lora['layers_to_transform']}"
         task_lines.append(lora_line + "; the head is saved through peft's `modules_to_save`")
     n_labels = len(labels) or "NUM_LABELS"
     usage = (

@@ -60,6 +60,9 @@ class TaskFamily(Protocol):
         """
         ...
 
+    # Optional: ``sequence_keys: tuple[str, ...]``, the batch tensors whose dim 1 is a right-padded sequence, for a
+    # per-example mean loss: micro-batches are then length-sorted and trimmed (metanlp.core.micro_batches).
+
 
     def score(self, params: Params, batch: Batch) -> dict[str, float]:
         """Task metrics of ``params`` on ``batch`` (accuracy, macro-F1; or chrF, BLEU)."""

@@ -13,7 +13,8 @@ from typing import Any
 
 from peft import PeftModel
 
-from metanlp.core.files import METADATA_FILE, atomic_dir, read_metadata, write_json_atomic
+from metanlp.core.files import METADATA_FILE, atomic_dir, write_json_atomic
+from metanlp.families.text_classification.layer_stack import lora_layer_indices
 
 __all__ = [
     "atomic_dir",
@@ -36,6 +37,7 @@ def save_adapter(
         model: a peft-wrapped model (``attach_lora`` or ``PeftModel.from_pretrained``).
         out_dir: the adapter folder to create or replace.
         metadata: written to ``metanlp.json``; should hold ``family``, ``backbone``, ``labels`` (classification).
+            ``lora_layers`` (the layer indices that hold LoRA, read from the model) is added unless given.
         recipe_yaml: the resolved recipe, written to ``recipe.yaml``.
         metrics: written to ``metrics.json`` when given.
 
@@ -45,7 +47,9 @@ def save_adapter(
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
-        write_json_atomic(tmp / METADATA_FILE, metadata)
+        write_json_atomic(
+            tmp / METADATA_FILE, {**metadata, "lora_layers": metadata.get("lora_layers", lora_layer_indices(model))}
+        )
         if recipe_yaml:
             (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
         if metrics is not None:

@@ -21,6 +21,12 @@ from torch import nn
 from metanlp.core.config import AdapterConfig
 from metanlp.core.files import METADATA_FILE, read_metadata  # noqa: F401 - re-exported (older import path)
 from metanlp.families.text_classification.backbone import TextEncoder, load_encoder
+from metanlp.families.text_classification.layer_stack import (
+    LAYERS_PATTERN,
+    encoder_layers,
+    lora_layer_indices,
+    resolve_layers,
+)
 
 __all__ = [
     "METADATA_FILE",
@@ -55,19 +61,27 @@ class TextClassifier(nn.Module):
         self.head = nn.Linear(encoder.hidden_size, num_labels)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_embeddings: bool = False
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        return_embeddings: bool = False,
+        hidden_states: torch.Tensor | None = None,
+        start_layer: int = 0,
     ) -> torch.Tensor:
         """Classify a batch.
 
         Args:
-            input_ids: ``(batch, seq_len)`` token ids.
+            input_ids: ``(batch, seq_len)`` token ids (unused when ``hidden_states`` is given).
             attention_mask: ``(batch, seq_len)``.
             return_embeddings: return the pooled ``(batch, hidden)`` embeddings instead of logits.
+            hidden_states: ``(batch, seq_len, hidden)`` cached states entering layer ``start_layer`` (see
+                :mod:`metanlp.prefix_cache`): only the layers from ``start_layer`` on are run.
+            start_layer: the first encoder layer to run on ``hidden_states``.
 
         Returns:
             ``(batch, num_labels)`` logits, or ``(batch, hidden)`` embeddings.
         """
-        emb = self.encoder(input_ids, attention_mask)
+        emb = self.encoder(input_ids, attention_mask, hidden_states, start_layer)
         return emb if return_embeddings else self.head(emb)
 
 
@@ -78,12 +92,14 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
 
     Args:
         encoder: the frozen encoder.
-        cfg: rank, alpha, dropout and target modules.
+        cfg: rank, alpha, dropout, target modules and the layers that get LoRA (``adapter.layers``, passed to peft as
+            ``layers_to_transform`` with ``layers_pattern="layer"``).
         num_labels: classes of the head.
         base_name: backbone name recorded in ``adapter_config.json`` as ``base_model_name_or_path``.
 
     Raises:
-        ValueError: none of ``cfg.target_modules`` exists in the backbone (the message lists the linear layers).
+        ValueError: none of ``cfg.target_modules`` exists in the backbone (the message lists the linear layers), or
+            ``cfg.layers`` names a layer the backbone does not have.
     """
     linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
     missing = [t for t in cfg.target_modules if t not in linear_names]
@@ -91,14 +107,22 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
         raise ValueError(
             f"adapter.target_modules {missing} not found in the backbone; its linear layers: {linear_names}"
         )
+    layers = resolve_layers(int(encoder.backbone.config.num_hidden_layers), list(cfg.layers)) if cfg.layers else None
+    pattern = LAYERS_PATTERN if layers is not None and encoder_layers(encoder.backbone) is not None else None
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules),
         modules_to_save=["head"],
+        layers_to_transform=layers,
+        layers_pattern=pattern,
     )
-    return get_peft_model(TextClassifier(encoder, num_labels, base_name), lora)
+    model = get_peft_model(TextClassifier(encoder, num_labels, base_name), lora)
+    if layers is not None and lora_layer_indices(model) != layers:
+        raise ValueError(f"adapter.layers={list(cfg.layers)}: LoRA landed on layers {lora_layer_indices(model)}, "
+                         f"not {layers} (is the backbone's layer stack named encoder.layer.N?)")  # fmt: skip
+    return model
 
 
 def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

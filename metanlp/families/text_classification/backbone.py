@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
+from metanlp.families.text_classification.layer_stack import run_layers
+
 __all__ = ["DEFAULT_ENCODER", "TINY", "TextEncoder", "load_encoder", "resolve_model_path", "tiny_encoder"]
 
 log = logging.getLogger(__name__)
@@ -73,17 +75,29 @@ class TextEncoder(nn.Module):
         """Width of the pooled embedding."""
         return int(self.backbone.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        hidden_states: torch.Tensor | None = None,
+        start_layer: int = 0,
+    ) -> torch.Tensor:
         """Embed a batch.
 
         Args:
-            input_ids: ``(batch, seq_len)`` token ids.
+            input_ids: ``(batch, seq_len)`` token ids (unused when ``hidden_states`` is given).
             attention_mask: ``(batch, seq_len)``, 1 for real tokens.
+            hidden_states: ``(batch, seq_len, hidden)`` states entering layer ``start_layer`` (the frozen prefix of
+                :mod:`metanlp.families.text_classification.prefix_cache`); the backbone then runs only layers ``start_layer`` and up.
+            start_layer: the first layer to run on ``hidden_states``.
 
         Returns:
             ``(batch, hidden)`` mean-pooled (and L2-normalised) embeddings.
         """
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if hidden_states is not None:
+            hidden = run_layers(self.backbone, hidden_states, attention_mask, start_layer)
+        else:
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled

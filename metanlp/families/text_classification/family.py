@@ -13,9 +13,11 @@ from torch.nn import functional as F
 from transformers import PreTrainedTokenizerBase
 
 from metanlp.core.metrics import load_metric
+from metanlp.core.micro_batches import micro_batches
 from metanlp.core.protocols import Batch, Params
 from metanlp.families.text_classification.adapter import head_names, prototype_head
 from metanlp.families.text_classification.data import Episode
+from metanlp.families.text_classification.prefix_cache import PrefixCache, frozen_prefix
 
 __all__ = ["TextClassificationFamily"]
 
@@ -29,7 +31,14 @@ class TextClassificationFamily:
         max_length: tokens per text after truncation.
         head_scale: temperature of the prototype head (see :func:`~metanlp.families.text_classification.adapter.prototype_head`).
         chunk_size: examples per forward pass when scoring without gradients.
+        prefix_cache_mb: memory bound of the frozen-prefix cache, MiB (0 = none). When LoRA starts above layer 0,
+            batches carry the cached states entering the first LoRA layer (``hidden_states``) and every pass runs the
+            LoRA layers only (:mod:`metanlp.families.text_classification.prefix_cache`); with LoRA on layer 0 nothing changes.
+        prefix_cache: a :class:`~metanlp.families.text_classification.prefix_cache.PrefixCache` to share instead of a new one.
     """
+
+    #: Batch tensors whose dim 1 is the right-padded sequence: micro-batches are length-sorted and trimmed.
+    sequence_keys = ("input_ids", "attention_mask", "hidden_states")
 
     def __init__(
         self,
@@ -38,10 +47,13 @@ class TextClassificationFamily:
         max_length: int = 48,
         head_scale: float = 10.0,
         chunk_size: int = 256,
+        prefix_cache_mb: float = 512.0,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.head_scale, self.chunk_size = max_length, head_scale, chunk_size
         self.head_weight, self.head_bias = head_names(model)
+        self.prefix = frozen_prefix(model, tokenizer, prefix_cache_mb, prefix_cache)
 
     @property
     def device(self) -> torch.device:
@@ -49,7 +61,8 @@ class TextClassificationFamily:
         return next(self.model.parameters()).device
 
     def tokenize(self, texts: list[str], labels: list[int] | None = None) -> Batch:
-        """``input_ids`` and ``attention_mask`` of shape ``(len(texts), seq_len)``, ``labels`` of ``(len(texts),)``.
+        """``input_ids`` and ``attention_mask`` of shape ``(len(texts), seq_len)``, ``labels`` of ``(len(texts),)``;
+        with a frozen prefix also its cached ``hidden_states`` ``(len(texts), seq_len, hidden)``.
 
         No texts (an episode without a query set, e.g. ``metanlp adapt`` with no ``data.eval``) give tensors with 0
         rows."""
@@ -59,10 +72,12 @@ class TextClassificationFamily:
             if labels is not None:
                 batch["labels"] = torch.zeros(0, dtype=torch.long, device=self.device)
             return batch
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
-            self.device
-        )
-        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if self.prefix is not None and self.prefix.usable():
+            batch = self.prefix.batch(texts, self.max_length, self.device)
+        else:
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt").to(self.device)  # fmt: skip
+            batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if labels is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long, device=self.device)
         return batch
@@ -76,7 +91,10 @@ class TextClassificationFamily:
 
     def _run(self, params: Params, batch: Batch, embeddings: bool = False) -> torch.Tensor:
         args = (batch["input_ids"], batch["attention_mask"])
-        return functional_call(self.model, params, args, {"return_embeddings": embeddings}, strict=False)
+        kwargs: dict = {"return_embeddings": embeddings}
+        if "hidden_states" in batch:  # the cached frozen prefix: run only the LoRA layers on it
+            kwargs.update(hidden_states=batch["hidden_states"], start_layer=self.prefix.start_layer)  # type: ignore
+        return functional_call(self.model, params, args, kwargs, strict=False)
 
     def embed(self, params: Params, batch: Batch) -> torch.Tensor:
         """``(batch, hidden)`` embeddings under the LoRA weights in ``params``."""
@@ -116,12 +134,11 @@ class TextClassificationFamily:
         g_w, g_b = head_grads[self.head_weight], head_grads[self.head_bias]
         g_protos = 2 * self.head_scale * g_w - 2 * self.head_scale * g_b[:, None] * protos
         g_emb = g_protos[labels] / counts[labels, None]  # d loss / d embedding_i, (n_support, hidden)
-        n, step = labels.shape[0], micro_batch if micro_batch > 0 else labels.shape[0]
+        step = micro_batch if micro_batch > 0 else labels.shape[0]
         grads = {k: torch.zeros_like(v) for k, v in lora.items()}
-        for i in range(0, n, step):
-            chunk = {k: v[i : i + step] for k, v in support.items()}
+        for idx, chunk in micro_batches(support, step, self.sequence_keys):
             emb_chunk = self.embed(lora, chunk)
-            partial = torch.autograd.grad(emb_chunk, list(lora.values()), grad_outputs=g_emb[i : i + step])
+            partial = torch.autograd.grad(emb_chunk, list(lora.values()), grad_outputs=g_emb[idx])
             for k, g in zip(lora, partial, strict=True):
                 grads[k] += g
         return grads

@@ -24,6 +24,7 @@ from metanlp.families.text_classification.data import (
     split_classes,
 )
 from metanlp.families.text_classification.family import TextClassificationFamily
+from metanlp.families.text_classification.layer_stack import lora_layer_indices
 
 __all__ = [
     "ClassificationSetup",
@@ -69,7 +70,8 @@ def build_classification(cfg: RecipeConfig, load_init: bool = True) -> Classific
     pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
     if load_init and cfg.adapter.init:
         load_meta_init(model, cfg.adapter.init, cfg.model.name)
-    task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale)
+    task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale,
+                                    prefix_cache_mb=cfg.adapter.prefix_cache_mb)  # fmt: skip
     return ClassificationSetup(model, tokenizer, task, lora_parameters(model), pretrained)
 
 
@@ -88,6 +90,9 @@ def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: st
             f"adapter.init={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
             f"but model.name is {backbone!r}"
         )
+    if "lora_layers" in meta and meta["lora_layers"] != lora_layer_indices(model):
+        raise ValueError(f"adapter.init={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
+                         f"gives {lora_layer_indices(model)}: set adapter.layers as in its recipe.yaml")  # fmt: skip
     load_adapter_weights(model, adapter_dir)  # LoRA + the 1-row placeholder head
     log.info("loaded meta-learned init from %s", adapter_dir)
 
