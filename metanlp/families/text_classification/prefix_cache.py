@@ -171,7 +171,14 @@ class FrozenPrefix:
     def batch(self, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
         """``input_ids``, ``attention_mask`` ``(n, seq_len)`` and ``hidden_states`` ``(n, seq_len, hidden)`` of
         ``texts``, padded to the longest of them; states not in the cache are computed (in one pass) and stored.
+        No texts give tensors with 0 rows (and one column).
         """
+        if not texts:
+            ids = torch.zeros((0, 1), dtype=torch.long, device=device)
+            width = self.encoder.hidden_size
+            states = torch.zeros((0, 1, width), dtype=self.encoder.backbone.embeddings.word_embeddings.weight.dtype,
+                                 device=device)  # fmt: skip
+            return {"input_ids": ids, "attention_mask": ids.clone(), "hidden_states": states}
         self.cache.bind(self.identity())
         entries: list[Entry | None] = [self.cache.get((t, max_length)) for t in texts]
         missing = list(dict.fromkeys(t for t, e in zip(texts, entries, strict=True) if e is None))

@@ -151,6 +151,13 @@ def test_cache_is_dropped_when_the_backbone_or_its_weights_change() -> None:
     assert not torch.allclose(batch_b2["hidden_states"], batch_b["hidden_states"])
 
 
+def test_no_texts_give_zero_row_tensors() -> None:
+    cached, _ = _pair()
+    batch = cached.prefix.batch([], cached.max_length, cached.device)
+    assert batch["input_ids"].shape == (0, 1) and batch["hidden_states"].shape == (0, 1, 32)
+    assert batch["hidden_states"].dtype == torch.float64
+
+
 def test_training_mode_prefix_is_not_cached() -> None:
     cached, _ = _pair()
     cached.model.get_base_model().encoder.backbone.train()  # dropout on: the prefix is no longer a constant
