@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 
 from metanlp.algorithms.fomaml import FOMAML
+from metanlp.core.comparison import Method, compare, standard_methods
 from metanlp.core.metrics import mean_ci95
 from metanlp.core.recipe_loading import load_recipe, recipe_to_yaml
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.translation.adapter import build_translation, lora_weights
-from metanlp.families.translation.pairs import PairEpisodeSampler, load_pairs, split_pairs
+from metanlp.families.translation.pairs import PairEpisode, PairEpisodeSampler, load_pairs, split_pairs
 from metanlp.families.translation.recipes import meta_train as translation_meta_train
 
 HERE = Path(__file__).resolve().parent
@@ -168,19 +169,12 @@ def main() -> None:
     learner = FOMAML(inner_lr=inner_lr, inner_steps=cfg.meta.inner_steps)
     cfg.meta.inner_lr = inner_lr
 
-    from metanlp.core.metrics import load_metric
-
-    chrf_metric, bleu_metric = load_metric("chrf"), load_metric("bleu")
-
-    def score(method: str, key: tuple, preds: list[str], batch: dict, extra: dict) -> None:
-        refs = [[r] for r in task.references(batch)]
-        chrf = chrf_metric.compute(predictions=preds, references=refs)["score"]
-        bleu = bleu_metric.compute(predictions=preds, references=refs)["score"]
+    def record(method: str, key: tuple, scores: dict) -> None:
         src, tgt, kk = key
-        results.setdefault("per_pair", {}).setdefault(method, []).append(
-            {"pair": f"{src}->{tgt}", "k": kk, "chrf": chrf, "bleu": bleu, **extra,
-             "example": [episodes[key][1][0][0], preds[0], episodes[key][1][0][1]]})  # fmt: skip
-        log(f"{method} {src}->{tgt} K={kk}: chrF {chrf:.1f} BLEU {bleu:.1f} {extra}")
+        row = {"pair": f"{src}->{tgt}", "k": kk, "chrf": scores["chrf"][0], "bleu": scores["bleu"][0],
+               "adapt_s": scores["seconds"][0]}  # fmt: skip
+        results.setdefault("per_pair", {}).setdefault(method, []).append(row)
+        log(f"{method} {src}->{tgt} K={kk}: chrF {row['chrf']:.1f} BLEU {row['bleu']:.1f} (adapt {row['adapt_s']:.0f} s)")
 
     def summarise() -> None:
         results["metrics"] = {}
@@ -192,24 +186,23 @@ def main() -> None:
         write_json_atomic(HERE / out_name, results)
 
     def evaluate(method: str, init: dict | None) -> None:
+        """One row of the comparison engine per held-out pair: (0) read with the prompt; the others adapted once
+        (the same inner loop, budget and learner for every method) and read zero-shot and with the prompt."""
         for key, (sup, test) in episodes.items():
             src, tgt, _ = key
-            shots = sup[: t.prompt_shots]
-            t0 = time.perf_counter()
+            episode = PairEpisode(src, tgt, sup, test)
+            zero_shot = lambda ep: task.encode(ep.query, ep.source_lang, ep.target_lang)  # noqa: E731
+            prompted = lambda ep: task.encode(ep.query, ep.source_lang, ep.target_lang,  # noqa: E731
+                                              ep.support[: t.prompt_shots])  # fmt: skip
             if init is None:
-                batch = task.encode(test, src, tgt, shots)
-                preds = task.translate_batch(setup.pretrained, batch)
-                score(method, key, preds, batch, {"sentences_per_s": len(test) / (time.perf_counter() - t0)})
-                continue
+                rows = [Method("prompting", setup.pretrained, reads={"": prompted})]
+            else:
+                rows = standard_methods([method], setup.pretrained, cfg.meta.inner_steps, cfg.meta.inner_lr, 0,
+                                        init, learner, init)  # fmt: skip
+                rows[0].reads = {"": zero_shot, "+prompt": prompted}
             with torch.enable_grad():
-                params = learner.adapt(task, init, task.encode(sup, src, tgt))
-            adapt_s = time.perf_counter() - t0
-            for suffix, prompt_shots in (("", []), ("+prompt", shots)):  # zero-shot read, then the (0) prompt
-                t1 = time.perf_counter()
-                batch = task.encode(test, src, tgt, prompt_shots)
-                preds = task.translate_batch(params, batch)
-                speed = len(test) / (time.perf_counter() - t1)
-                score(method + suffix, key, preds, batch, {"adapt_s": adapt_s, "sentences_per_s": speed})
+                for name, scores in compare(task, [episode], rows, progress=False).items():
+                    record(name, key, scores)
         summarise()
 
     # (c) and (b) by the translation_meta_train recipe itself (adapter/ and multitask_adapter/ under its output
