@@ -35,7 +35,7 @@ def check_adapter_folder(folder: str | Path, key: str) -> dict:
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (p / name).is_file():
             raise FileNotFoundError(f"{key}={folder}: {name} is missing, so it is not a complete adapter folder "
-                                    f"(was its run interrupted?); point {key} at an adapter/ written by metanlp")  # fmt: skip
+                                    f"(was its run interrupted?); point {key} at a metanlp adapter/")  # fmt: skip
     try:
         return read_metadata(p)
     except FileNotFoundError as e:

@@ -35,7 +35,7 @@ def check_table_file(path: Path, key: str, required: tuple[str, ...] = ()) -> No
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ValueError(
-            f"{key}={path}: not UTF-8 (byte 0x{raw[e.start]:02x} at line {line}, byte offset {e.start}); re-save it as "
+            f"{key}={path}: not UTF-8 (byte 0x{raw[e.start]:02x} at line {line}, offset {e.start}); re-save it as "
             f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > fixed{path.suffix}`"
         ) from None
     if not text.strip():

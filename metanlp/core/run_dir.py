@@ -121,7 +121,8 @@ def _entries(folder: Path) -> list[str]:
 
 def _refuse(out: Path, why: str) -> FileExistsError:
     return FileExistsError(f"run.output_dir={out} {why}: choose another run.output_dir, or pass --overwrite "
-                           f"(run.overwrite=true) to replace it (the old folder is kept as {out.name}.previous-<time>)")
+                           f"(run.overwrite=true) to replace it (the old folder is kept as "
+                           f"{out.name}.previous-<time>)")  # fmt: skip
 
 
 def _check_init_outside(cfg: Any, out: Path) -> None:
@@ -187,7 +188,8 @@ def check_output_dir(cfg: Any, verb: str) -> str:
         differ = sorted(k for k in set(finished) | set(current)
                         if finished.get(k) != current.get(k) and not k.startswith(CONTINUABLE))  # fmt: skip
         if differ:
-            raise _refuse(out, f"holds a finished meta-train run of another recipe (it differs in {', '.join(differ[:4])})")
+            shown = ", ".join(differ[:4])
+            raise _refuse(out, f"holds a finished meta-train run of another recipe (it differs in {shown})")
     return "resume"
 
 

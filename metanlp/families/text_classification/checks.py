@@ -75,7 +75,7 @@ def check_inputs(cfg: Any, verb: str) -> None:
 
     other = [m for m in cfg.eval.methods if m not in TEXT_METHODS]
     if other:
-        raise ConfigError(f"eval.methods={list(cfg.eval.methods)}: {other} not run by task.family=text_classification; "
+        raise ConfigError(f"eval.methods={list(cfg.eval.methods)}: {other} not run by this task.family; "
                           f"choose from {', '.join(TEXT_METHODS)}")  # fmt: skip
     if cfg.adapter.init:
         _check_init(cfg)

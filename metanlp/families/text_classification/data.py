@@ -113,7 +113,7 @@ def load_corpus(path: str | Path, key: str = "task.dataset") -> LabelledCorpus:
             col = "text" if not t or not str(t).strip() else "label"
             raise ValueError(f"{key}={p}: row {i + 1} has an empty {col!r}")
         if y != y.strip():
-            raise ValueError(f"{key}={p}: row {i + 1} has label {y!r} with surrounding whitespace (it would be a class "
+            raise ValueError(f"{key}={p}: row {i + 1} has label {y!r} with surrounding whitespace (a class "
                              f"of its own, apart from {y.strip()!r}); remove the spaces")  # fmt: skip
     groups = [str(g) for g in ds["group"]] if "group" in ds.column_names else []
     splits = [str(s) for s in ds["split"]] if "split" in ds.column_names else []

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from metanlp.algorithms.base import adaptation_learner
+from metanlp.core.checks import check_inputs
 from metanlp.core.comparison import compare, format_table, metric_records, standard_methods
 from metanlp.core.config import RecipeConfig, adaptation_budget
-from metanlp.core.checks import check_inputs
 from metanlp.core.files import read_metadata, write_text_atomic
 from metanlp.core.inner_loop import copy_into
 from metanlp.core.readers import read_texts
@@ -84,7 +84,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     set_head(setup.model, fast[w_name], fast[b_name])
     metadata = {"family": "text_classification", "backbone": cfg.model.name, "hidden_size": fast[w_name].shape[1],
                 "labels": episode.label_names, "max_length": cfg.model.max_length, "k_shot": k,
-                "n_way": episode.n_way, "dataset": cfg.data.support, "method": kept.name, "meta_init": cfg.adapter.init,
+                "n_way": episode.n_way, "dataset": cfg.data.support, "method": kept.name,
+                "meta_init": cfg.adapter.init,
                 **provenance, "support": cfg.data.support, "algorithm": cfg.meta.algorithm}  # fmt: skip
     with staged_run(cfg, "adapt") as out:
         save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)

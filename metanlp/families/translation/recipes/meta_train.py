@@ -20,11 +20,11 @@ import torch
 from accelerate import Accelerator
 
 from metanlp.algorithms import build_learner
+from metanlp.core.checks import check_inputs
 from metanlp.core.config import RecipeConfig
 from metanlp.core.meta_train import meta_train
 from metanlp.core.multitask import equal_compute_passes, multitask_train
 from metanlp.core.recipe_loading import recipe_to_yaml
-from metanlp.core.checks import check_inputs
 from metanlp.core.run_dir import staged_run, start_meta_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.translation.adapter import build_translation, save_translation_adapter
@@ -82,7 +82,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         metadata["tiny_tokenizer_texts"] = setup.tokenizer_texts
     with staged_run(cfg, "translation_meta_train", resume=True) as out:  # swapped in together at the end
         save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
-        log.info("meta-learned translation init written to %s (%.3f episodes/s)", out / "adapter", result.episodes_per_s)
+        log.info("meta-learned translation init written to %s (%.3f episodes/s)", out / "adapter",
+                 result.episodes_per_s)  # fmt: skip
         if t.multitask_baseline:
             with torch.no_grad():  # (b) starts where meta-training started: the pretrained backbone's fresh LoRA
                 for name, p in setup.meta_params.items():

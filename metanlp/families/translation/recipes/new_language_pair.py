@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from metanlp.algorithms.base import adaptation_learner
+from metanlp.core.checks import check_inputs as check_core_inputs
 from metanlp.core.comparison import LETTERS, Method, compare, standard_methods
 from metanlp.core.config import RecipeConfig, adaptation_budget
 from metanlp.core.files import read_metadata, write_text_atomic
@@ -29,7 +30,6 @@ from metanlp.core.inner_loop import copy_into
 from metanlp.core.protocols import Params
 from metanlp.core.readers import read_texts
 from metanlp.core.recipe_loading import recipe_to_yaml
-from metanlp.core.checks import check_inputs as check_core_inputs
 from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.translation.adapter import (
