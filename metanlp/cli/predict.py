@@ -64,6 +64,9 @@ def resolve_folder(adapter: str, revision: str | None):  # noqa: ANN201 - Path
 
     folder = Path(adapter)
     if folder.is_dir():
+        from metanlp.core.checks import check_adapter_folder
+
+        check_adapter_folder(folder, "ADAPTER")  # names a missing adapter_model.safetensors, before peft reads it
         return folder
     if folder.exists() or adapter.startswith((".", "/", "~")) or adapter.count("/") > 1:
         raise FileNotFoundError(f"adapter folder not found: {adapter}")

@@ -93,7 +93,9 @@ example:
   metanlp {verb} {example} --set run.output_dir=runs/mine
 
 Outputs go to run.output_dir: the resolved recipe.yaml, run_info.json (versions, git commit), metrics.json
-and, for meta-train/adapt, an adapter/ folder that stock peft loads. `metanlp validate --keys` lists every key.
+and, for meta-train/adapt, an adapter/ folder that stock peft loads. They are written into a hidden sibling and
+moved into place only when complete; a non-empty run.output_dir is refused unless --overwrite (meta-train resumes
+its own checkpoint without it). `metanlp validate --keys` lists every key.
 """
 
 
@@ -108,23 +110,25 @@ def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: 
                                   epilog=RUN_EPILOG.format(verb=verb, example=example),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         add_recipe_arguments(p)
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a non-empty run.output_dir (same as --set run.overwrite=true); the previous run is "
+                       "kept beside it as <dir>.previous-<time>")  # fmt: skip
         p.set_defaults(func=main)
 
     def main(args: argparse.Namespace) -> int:
-        import json
         import sys
 
         from metanlp.core.comparison import format_table
         from metanlp.core.registry import recipe_module
 
         cfg = load_from_args(args)
+        if getattr(args, "overwrite", False):
+            cfg.run.overwrite = True
         summary = recipe_module(recipe, cfg.task.family).run(cfg)
         if summary.get("records") and cfg.task.family == "text_classification":
             sys.stdout.write(format_table(summary["records"]) + "\n")
         if isinstance(summary.get("table"), str):
             sys.stdout.write(summary["table"] + "\n")
-        rest = {k: v for k, v in summary.items() if k not in ("records", "table")}
-        sys.stdout.write(json.dumps(rest, default=str)[:2000] + "\n")
         sys.stdout.write(f"outputs: {cfg.run.output_dir}\n")
         return 0
 

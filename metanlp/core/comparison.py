@@ -25,9 +25,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from metanlp.algorithms.base import MetaLearner
-from metanlp.core.config import adaptation_budget
+from metanlp.core.config import EVAL_METHODS, adaptation_budget
 from metanlp.core.inner_loop import inner_loop
-from metanlp.core.metrics import mean_ci95
+from metanlp.core.metrics import PER_EXAMPLE, bootstrap_ci95, mean_ci95
 from metanlp.core.protocols import Batch, Params, TaskFamily
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("prompting", "centroid", "finetune", "meta", "multitask")
+METHODS = EVAL_METHODS
 #: README letters; the same letter means the same method in both families.
 LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)"}
 
@@ -128,7 +128,9 @@ def compare(
             fast = m.adapt(task, m.init, support) if m.adapt is not None else task.init_fast_weights(m.init, support)
             seconds = time.perf_counter() - t0
             for suffix, read in m.reads.items():
-                scores = task.score(fast, query if read is None else read(ep))
+                scores = dict(task.score(fast, query if read is None else read(ep)))
+                for metric, values in scores.pop(PER_EXAMPLE, {}).items():  # kept for a bootstrap interval
+                    results.setdefault(m.name + suffix, {}).setdefault(f"{PER_EXAMPLE}:{metric}", []).append(values)
                 for k, v in {**scores, "seconds": seconds}.items():
                     results.setdefault(m.name + suffix, {}).setdefault(k, []).append(v)
                 log.debug("%s%s: %s", m.name, suffix, scores)
@@ -138,17 +140,26 @@ def compare(
 def metric_records(results: dict[str, dict[str, list[float]]], **context: Any) -> list[dict[str, Any]]:
     """Flatten per-episode scores into records ``{method, metric, mean, ci95, interval, episodes, **context}``.
 
-    ``ci95`` is the half-width of a 95% Student-t interval over episodes (``interval: "episodes"``); with a single
-    episode there is no such interval and ``ci95`` is 0 (``interval: "none"``). ``context`` carries what the numbers
-    are about (``n_way``, ``k_shot``, ``dataset`` ...).
+    ``ci95`` is the half-width of a 95% Student-t interval over episodes (``interval: "episodes"``). With a single
+    episode (a user's own eval set) it is a 95% percentile bootstrap over its examples (``interval: "bootstrap over
+    examples"``, :func:`~metanlp.core.metrics.bootstrap_ci95`) when the family scored each example (accuracy), and
+    0 otherwise (``interval: "none"``). ``context`` carries what the numbers are about (``n_way``, ``k_shot``,
+    ``dataset`` ...).
     """
     records = []
     for method, metrics in results.items():
         for metric, values in metrics.items():
+            if metric.startswith(f"{PER_EXAMPLE}:"):
+                continue
             s = mean_ci95(values)
-            records.append({"method": method, "metric": metric, "mean": s["mean"], "ci95": s["ci95"],
-                            "interval": "episodes" if s["n"] > 1 else "none", "episodes": s["n"],
-                            **context})  # fmt: skip
+            record = {"method": method, "metric": metric, "mean": s["mean"], "ci95": s["ci95"],
+                      "interval": "episodes" if s["n"] > 1 else "none", "episodes": s["n"], **context}  # fmt: skip
+            examples = metrics.get(f"{PER_EXAMPLE}:{metric}")
+            if s["n"] == 1 and examples and len(examples[0]) > 1:
+                b = bootstrap_ci95(examples[0])
+                record.update(ci95=b["ci95"], ci95_low=b["low"], ci95_high=b["high"],
+                              interval="bootstrap over examples")  # fmt: skip
+            records.append(record)
     return records
 
 
@@ -159,7 +170,8 @@ def format_table(records: list[dict[str, Any]], metric: str = "accuracy", scale:
     lines = [f"{'N-way':>6} {'K-shot':>6}  {'method':<16} {metric:>18}  {'adapt s':>8}  episodes"]
     for r in rows:
         key = (r.get("k_shot"), r.get("n_way"), r["method"])
-        score = f"{r['mean'] * scale:6.2f} ± {r['ci95'] * scale:5.2f}" if r["episodes"] > 1 else f"{r['mean'] * scale:6.2f}"
+        has_ci = r["episodes"] > 1 or r.get("interval") == "bootstrap over examples"
+        score = f"{r['mean'] * scale:6.2f} ± {r['ci95'] * scale:5.2f}" if has_ci else f"{r['mean'] * scale:6.2f}"
         lines.append(
             f"{r.get('n_way', ''):>6} {r.get('k_shot', ''):>6}  {r['method']:<16} {score:>18}  "
             f"{secs.get(key, float('nan')):8.1f}  {r['episodes']}"

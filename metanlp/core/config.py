@@ -23,6 +23,7 @@ __all__ = [
     "AdapterConfig",
     "ConfigError",
     "DataConfig",
+    "EVAL_METHODS",
     "EvalConfig",
     "HubConfig",
     "MetaConfig",
@@ -37,6 +38,10 @@ __all__ = [
     "launcher_env",
 ]
 
+
+
+#: Every evaluation method name (what each means: :mod:`metanlp.core.comparison`).
+EVAL_METHODS = ("prompting", "centroid", "finetune", "meta", "multitask")
 
 
 class ConfigError(ValueError):
@@ -280,6 +285,15 @@ class EvalConfig:
     q_query: int = 10
     methods: list[str] = field(default_factory=lambda: ["centroid", "finetune", "meta"])
 
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in EVAL_METHODS]
+        if unknown or not self.methods:
+            raise ConfigError(f"eval.methods={list(self.methods)}: {unknown or 'empty'}; choose from "
+                              f"{', '.join(EVAL_METHODS)}")  # fmt: skip
+        if self.episodes < 0 or self.q_query < 0 or self.n_way < 0 or any(k < 1 for k in self.k_shots):
+            raise ConfigError(f"eval.episodes={self.episodes} must be >= 0, eval.q_query={self.q_query} >= 0 (0 = all), "
+                              f"eval.n_way={self.n_way} >= 0 and every eval.k_shots={list(self.k_shots)} >= 1")
+
 
 @dataclass
 class DataConfig:
@@ -322,12 +336,15 @@ class RunConfig:
         seed: seed of episode sampling (combined with rank and step) and of initialisation.
         cache_dir: converted weights and corpora; read from ``METANLP_CACHE`` when empty.
         progress: show progress bars.
+        overwrite: replace a non-empty ``output_dir`` (``--overwrite``); the previous run is kept beside it as
+            ``<output_dir>.previous-<time>``. A meta-train run resumes its own checkpoint without it.
     """
 
     output_dir: str = "runs/default"
     seed: int = 0
     cache_dir: str = ""
     progress: bool = True
+    overwrite: bool = False
 
 
 @dataclass

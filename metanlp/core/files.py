@@ -13,7 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METADATA_FILE", "atomic_dir", "read_metadata", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "METADATA_FILE",
+    "atomic_dir",
+    "exchange_paths",
+    "read_metadata",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 #: metanlp's own description of an adapter folder (task family, backbone, labels or languages, N/K ...).
 METADATA_FILE = "metanlp.json"
@@ -71,6 +78,27 @@ class atomic_dir:  # noqa: N801 - used as a context manager like tempfile.Tempor
         os.replace(self.tmp, self.target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def exchange_paths(a: str | Path, b: str | Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns:
+        True when swapped; False when the platform or file system cannot (the caller then falls back to two
+        renames, with a moment in between where only one of the two names exists).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
+    return rc == 0
 
 
 def read_metadata(adapter_dir: str | Path) -> dict:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from metanlp.algorithms.base import MetaLearner
 from metanlp.core.config import MetaConfig, launcher_env
-from metanlp.core.metrics import mean_ci95
+from metanlp.core.metrics import PER_EXAMPLE, mean_ci95
 from metanlp.core.protocols import Params, TaskFamily
 
 __all__ = ["MetaState", "MetaTrainResult", "meta_train", "peak_rss_mib"]
@@ -87,6 +87,11 @@ class MetaState:
         extra = set(saved) - set(self.params)
         if extra:  # e.g. LoRA on more layers (adapter.layers) than this run has
             raise ValueError(f"{folder} has meta-parameters this run lacks {sorted(extra)[:3]}: other adapter.layers?")
+        shapes = [k for k, p in self.params.items() if tuple(saved[k].shape) != tuple(p.shape)]
+        if shapes:  # e.g. another adapter.r
+            k = shapes[0]
+            raise ValueError(f"{folder}: meta-parameter {k} has shape {tuple(saved[k].shape)} there but "
+                             f"{tuple(self.params[k].shape)} in this run: other adapter.r / target_modules?")  # fmt: skip
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(saved[k].to(p.device))
@@ -156,7 +161,7 @@ def validate(task: TaskFamily, learner: MetaLearner, params: Params, episodes: l
         support, query = task.batches(ep)
         scores.append(task.score(learner.adapt(task, params, support), query))
     out: dict[str, float] = {}
-    for i, name in enumerate(scores[0]):
+    for i, name in enumerate(k for k in scores[0] if k != PER_EXAMPLE):
         summary = mean_ci95([s[name] for s in scores])
         out[f"val_{name}"] = summary["mean"]
         if i == 0:

@@ -15,7 +15,11 @@ import datasets
 import evaluate
 import numpy as np
 
-__all__ = ["load_metric", "mean_ci95"]
+__all__ = ["PER_EXAMPLE", "bootstrap_ci95", "load_metric", "mean_ci95"]
+
+#: Key of ``task.score``'s optional per-example values (``{metric: [value per query example]}``, e.g. accuracy as
+#: 0/1 correctness): :mod:`metanlp.core.comparison` bootstraps a single episode's interval over them.
+PER_EXAMPLE = "per_example"
 
 
 class _Accuracy(evaluate.Metric):
@@ -130,3 +134,25 @@ def mean_ci95(values: list[float]) -> dict[str, float]:
         return {"mean": float(arr[0]), "ci95": 0.0, "n": 1}
     sem = arr.std(ddof=1) / math.sqrt(arr.size)
     return {"mean": float(arr.mean()), "ci95": float(stats.t.ppf(0.975, arr.size - 1) * sem), "n": int(arr.size)}
+
+
+def bootstrap_ci95(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean and 95% percentile-bootstrap interval of per-example values (one episode, e.g. a user's eval set).
+
+    Resamples the examples with replacement (``numpy``, fixed ``seed``: the same data gives the same interval).
+
+    Returns:
+        ``{"mean", "ci95", "low", "high", "n"}``; ``ci95`` is half the interval's width.
+
+    Example:
+        >>> r = bootstrap_ci95([1.0] * 8 + [0.0] * 2)
+        >>> r["mean"], r["low"] < 0.8 < r["high"], r["n"]
+        (0.8, True, 10)
+    """
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        raise ValueError("bootstrap_ci95 needs at least one value")
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, arr.size, size=(resamples, arr.size))].mean(axis=1)
+    low, high = (float(x) for x in np.percentile(means, [2.5, 97.5]))
+    return {"mean": float(arr.mean()), "ci95": (high - low) / 2, "low": low, "high": high, "n": int(arr.size)}

@@ -97,6 +97,14 @@ def _metrics_section(metrics: Any) -> str:
     return f"{intro}\n\n" + "\n".join(rows) + "\n" + notes
 
 
+def _init_line(meta: dict[str, Any]) -> str:
+    """What the init an adapter was adapted from was meta-trained on ("" for a meta-train adapter itself)."""
+    data, classes = meta.get("init_data"), meta.get("init_meta_train_classes") or []
+    if not data:
+        return ""
+    return f"{data} ({len(classes)} meta-train classes)" if classes else str(data)
+
+
 def build_model_card(adapter_dir: str | Path, repo_id: str = "") -> ModelCard:
     """Build the model card of an adapter folder written by :func:`metanlp.core.saving.save_adapter`.
 
@@ -153,7 +161,8 @@ def build_model_card(adapter_dir: str | Path, repo_id: str = "") -> ModelCard:
     if pair:
         task_lines.append(f"- Language pair: {' → '.join(map(str, pair))}")
     for label, value in (("N-way", n_way), ("K-shot", k_shot), ("Meta-learning algorithm", algorithm),
-                         ("Recipe", meta.get("recipe")), ("Data", dataset)):  # fmt: skip
+                         ("Recipe", meta.get("recipe")), ("Data", dataset),
+                         ("Init meta-trained on", _init_line(meta))):  # fmt: skip
         if value is not None and value != "":
             task_lines.append(f"- {label}: {'all classes' if label == 'N-way' and value == 0 else value}")
     if lora:

@@ -9,9 +9,55 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["read_texts"]
+__all__ = ["check_table_file", "read_texts"]
 
 _TABLES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+def check_table_file(path: Path, key: str, required: tuple[str, ...] = ()) -> None:
+    """Check a ``.csv``/``.tsv``/``.jsonl``/``.json`` file before ``datasets`` reads it: UTF-8 (the message names the
+    line and byte that is not), and for CSV/TSV a header without duplicated or missing columns and at least one row.
+
+    Args:
+        path: the file.
+        key: what the file is called in messages (``data.support``, ``--file`` ...).
+        required: columns it must have (CSV/TSV; JSON lines are checked after reading).
+
+    Raises:
+        ValueError: the first problem, naming ``key``, the file and the fix.
+    """
+    import csv
+    import io
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{key}={path}: not UTF-8 (byte 0x{raw[e.start]:02x} at line {line}, offset {e.start}); re-save it as "
+            f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > fixed{path.suffix}`"
+        ) from None
+    if not text.strip():
+        raise ValueError(f"{key}={path}: the file is empty")
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        return
+    rows = csv.reader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    header = next(rows, [])
+    stripped = [h.strip() for h in header]
+    dup = sorted({h for h in stripped if stripped.count(h) > 1})
+    if dup:
+        raise ValueError(f"{key}={path}: the header names column(s) {dup} twice ({header}); keep one of each")
+    spaced = [h for h in header if h != h.strip() and h.strip() in required]
+    if spaced:
+        raise ValueError(f"{key}={path}: header column {spaced[0]!r} has surrounding spaces; rename it to "
+                         f"{spaced[0].strip()!r}")  # fmt: skip
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{key}={path}: missing column(s) {missing}; the header is {header}, expected "
+                         f"{','.join(required)}")  # fmt: skip
+    if not any(any(cell.strip() for cell in row) for row in rows):
+        raise ValueError(f"{key}={path}: only a header, no rows: add one row per example under {header}")
 
 
 def read_texts(path: str | Path, key: str = "file", blank_lines: str = "error") -> list[str]:
@@ -45,6 +91,8 @@ def read_texts(path: str | Path, key: str = "file", blank_lines: str = "error") 
     if p.suffix.lower() in _TABLES:
         import datasets
 
+        check_table_file(p, key, ("text",) if p.suffix.lower() in (".csv", ".tsv") else ())
+        datasets.disable_progress_bars()
         kwargs = {"delimiter": "\t"} if p.suffix.lower() == ".tsv" else {}
         builder = "csv" if p.suffix.lower() in (".csv", ".tsv") else "json"
         try:

@@ -41,6 +41,9 @@ class FamilySpec:
         config_section: ``(section name, "module:Class")`` of the family's own recipe section (e.g.
             ``translation``), or None when the family uses only the core sections.
         summary: one line for ``metanlp ls`` and the docs.
+        checks: ``"module:function"`` ``(cfg, verb) -> None`` that checks the family's inputs (files, values) before
+            any model loads, raising a one-line user error; run by ``metanlp validate`` and by every recipe verb
+            (see :func:`metanlp.core.checks.check_inputs`). Its module must not import torch.
     """
 
     name: str
@@ -49,6 +52,7 @@ class FamilySpec:
     predict: str = ""
     config_section: tuple[str, str] | None = None
     summary: str = ""
+    checks: str = ""
 
 
 _FAMILIES: dict[str, FamilySpec] = {}

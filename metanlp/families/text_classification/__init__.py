@@ -21,6 +21,7 @@ register_family(
             "evaluate": f"{_HERE}.recipes.evaluate",
         },
         predict=f"{_HERE}.classifier:predict_records",
+        checks=f"{_HERE}.checks:check_inputs",
         summary="N-way K-shot text classification (labels from a few examples per class)",
     )
 )

@@ -67,21 +67,28 @@ class LabelledCorpus:
         return sorted({y for y, g in zip(self.labels, self.groups, strict=True) if g in groups})
 
 
-def load_corpus(path: str | Path) -> LabelledCorpus:
+def load_corpus(path: str | Path, key: str = "task.dataset") -> LabelledCorpus:
     """Load a labelled corpus with ``datasets``: a ``.jsonl``/``.json``/``.csv``/``.tsv`` file with ``text`` and
     ``label`` columns (optional ``group``, ``split``), or a CLINC150 folder (``data_full.json`` + ``domains.json``;
     online: ``load_dataset("clinc_oos", "plus")``), whose rows get ``group`` = domain and ``split`` = train/val/test.
 
+    Args:
+        path: the file or CLINC150 folder.
+        key: what it is called in messages (``task.dataset``, ``data.support``, ``data.eval``).
+
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file is empty, lacks a ``text`` or ``label`` column, or has an empty text or label
-            (the message names the file, the column and the row).
+        ValueError: the file is not UTF-8, is empty or header-only, has a duplicated column, lacks a ``text`` or
+            ``label`` column, or has an empty text or label or a label with surrounding spaces (the message names the
+            file, the column and the row).
     """
     import datasets
 
+    from metanlp.core.readers import check_table_file
+
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"dataset not found: {p}")
+        raise FileNotFoundError(f"{key} not found: {p}")
     datasets.disable_progress_bars()
     if p.is_dir():
         return _load_clinc(p)
@@ -89,23 +96,25 @@ def load_corpus(path: str | Path) -> LabelledCorpus:
     builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}.get(suffix)
     if builder is None:
         raise ValueError(f"{p}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
-    if p.stat().st_size == 0:
-        raise ValueError(f"{p}: the file is empty")
+    check_table_file(p, key, ("text", "label") if builder == "csv" else ())
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     try:
         ds = datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
     except Exception as e:  # datasets raises several types for malformed files
-        raise ValueError(f"{p}: cannot be read as {builder}: {e}") from e
+        raise ValueError(f"{key}={p}: cannot be read as {builder}: {str(e).splitlines()[0][:300]}") from None
     missing = [c for c in ("text", "label") if c not in ds.column_names]
     if missing:
-        raise ValueError(f"{p}: missing column(s) {missing}; found {ds.column_names}. Expected text,label")
+        raise ValueError(f"{key}={p}: missing column(s) {missing}; found {ds.column_names}. Expected text,label")
     if len(ds) == 0:
-        raise ValueError(f"{p}: no rows")
+        raise ValueError(f"{key}={p}: no rows")
     texts, labels = ds["text"], [str(x) if x is not None else "" for x in ds["label"]]
     for i, (t, y) in enumerate(zip(texts, labels, strict=True)):
         if not t or not str(t).strip() or not y.strip():
             col = "text" if not t or not str(t).strip() else "label"
-            raise ValueError(f"{p}: row {i + 1} has an empty {col!r}")
+            raise ValueError(f"{key}={p}: row {i + 1} has an empty {col!r}")
+        if y != y.strip():
+            raise ValueError(f"{key}={p}: row {i + 1} has label {y!r} with surrounding whitespace (a class "
+                             f"of its own, apart from {y.strip()!r}); remove the spaces")  # fmt: skip
     groups = [str(g) for g in ds["group"]] if "group" in ds.column_names else []
     splits = [str(s) for s in ds["split"]] if "split" in ds.column_names else []
     return LabelledCorpus([str(t) for t in texts], labels, groups, splits, source=str(p))

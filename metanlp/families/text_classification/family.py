@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from transformers import PreTrainedTokenizerBase
 
-from metanlp.core.metrics import load_metric
+from metanlp.core.metrics import PER_EXAMPLE, load_metric
 from metanlp.core.micro_batches import micro_batches
 from metanlp.core.protocols import Batch, Params
 from metanlp.families.text_classification.adapter import head_names, prototype_head
@@ -161,10 +161,12 @@ class TextClassificationFamily:
         return torch.cat(preds)
 
     def score(self, params: Params, batch: Batch) -> dict[str, float]:
-        """Accuracy and macro-F1 (in [0, 1]) of ``params`` on a labelled batch."""
+        """Accuracy and macro-F1 (in [0, 1]) of ``params`` on a labelled batch, plus each example's correctness
+        under :data:`~metanlp.core.metrics.PER_EXAMPLE` (what a single episode's bootstrap interval resamples)."""
         preds = self.predict(params, batch).tolist()
         refs = batch["labels"].tolist()
         return {
             "accuracy": load_metric("accuracy").compute(predictions=preds, references=refs)["accuracy"],
             "macro_f1": load_metric("f1").compute(predictions=preds, references=refs)["f1"],
+            PER_EXAMPLE: {"accuracy": [float(p == r) for p, r in zip(preds, refs, strict=True)]},
         }

@@ -11,9 +11,10 @@ import logging
 from typing import Any
 
 from metanlp.algorithms.base import MetaLearner, adaptation_learner
+from metanlp.core.checks import check_inputs
 from metanlp.core.comparison import compare, format_table, metric_records, standard_methods
 from metanlp.core.config import RecipeConfig, adaptation_budget
-from metanlp.core.run_dir import prepare_run_dir
+from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.text_classification.data import LabelledCorpus
 from metanlp.families.text_classification.setup import (
@@ -47,12 +48,11 @@ def evaluate_split(
 
 def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Evaluate ``adapter.init`` (and the baselines) on the meta-test classes of ``task.dataset``."""
-    if "meta" in cfg.eval.methods and not cfg.adapter.init:
-        raise ValueError("eval.methods includes 'meta' but adapter.init is empty: point it at a meta-train adapter/")
-    out = prepare_run_dir(cfg, "evaluate")
+    check_inputs(cfg, "evaluate")
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
     records = evaluate_split(cfg, setup, adaptation_learner(cfg, setup.meta_params), corpus, splits.test)
     summary = {"records": records, "meta_test_classes": splits.test}
-    write_json_atomic(out / "metrics.json", summary)
+    with staged_run(cfg, "evaluate") as out:
+        write_json_atomic(out / "metrics.json", summary)
     return summary

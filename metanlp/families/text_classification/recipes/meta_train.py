@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
@@ -18,10 +19,11 @@ from accelerate.utils import is_tensorboard_available
 from safetensors.torch import save_file
 
 from metanlp.algorithms.base import adaptation_learner, build_learner
+from metanlp.core.checks import check_inputs
 from metanlp.core.config import RecipeConfig
 from metanlp.core.meta_train import meta_train
 from metanlp.core.recipe_loading import recipe_to_yaml
-from metanlp.core.run_dir import prepare_run_dir
+from metanlp.core.run_dir import staged_run, start_meta_run
 from metanlp.core.saving import save_adapter, write_json_atomic
 from metanlp.families.text_classification.recipes.evaluate import evaluate_split
 from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
@@ -31,9 +33,12 @@ log = logging.getLogger(__name__)
 
 def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Meta-train on the meta-train classes, validate on meta-val, save the adapter, evaluate on meta-test."""
+    check_inputs(cfg, "meta_train")  # before anything is written (resume: the checkpoint's adapter shape too)
     accelerator = Accelerator(log_with="tensorboard" if is_tensorboard_available() else None,
                               project_dir=cfg.run.output_dir)  # fmt: skip
-    out = prepare_run_dir(cfg, "meta_train") if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        start_meta_run(cfg)
     accelerator.wait_for_everyone()
     setup = build_classification(cfg)
     setup.model.to(accelerator.device)
@@ -61,21 +66,22 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"meta_train": asdict(result), "processes": accelerator.num_processes}
     if not accelerator.is_main_process:
         return summary
-    assert out is not None
     metadata = {"family": "text_classification", "backbone": cfg.model.name,
                 "hidden_size": setup.task.model.get_base_model().encoder.hidden_size, "labels": [],
                 "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
                 "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset}  # fmt: skip
-    save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
     extra = learner.extra_parameters()
-    if extra:
-        save_file({k: v.detach().contiguous() for k, v in extra.items()}, str(out / "adapter" / "learner.safetensors"))
-    log.info("meta-learned adapter written to %s (%.2f episodes/s, peak RSS %.0f MiB)",
-             out / "adapter", result.episodes_per_s, result.peak_rss_mib)  # fmt: skip
     if cfg.eval.episodes > 0:
         eval_learner = adaptation_learner(cfg, setup.meta_params)  # budget adapt.*; extras copied over below
         for k, p in eval_learner.extra_parameters().items():
             p.data.copy_(extra[k].detach())
         summary["records"] = evaluate_split(cfg, setup, eval_learner, corpus, splits.test)
-    write_json_atomic(out / "metrics.json", summary)
+    with staged_run(cfg, "meta_train", resume=True) as out:  # outputs swapped in together; checkpoints carried over
+        save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
+        if extra:
+            save_file({k: v.detach().contiguous() for k, v in extra.items()},
+                      str(out / "adapter" / "learner.safetensors"))  # fmt: skip
+        write_json_atomic(out / "metrics.json", summary)
+    log.info("meta-learned adapter written to %s (%.2f episodes/s, peak RSS %.0f MiB)",
+             Path(cfg.run.output_dir) / "adapter", result.episodes_per_s, result.peak_rss_mib)  # fmt: skip
     return summary

@@ -20,11 +20,12 @@ import torch
 from accelerate import Accelerator
 
 from metanlp.algorithms import build_learner
+from metanlp.core.checks import check_inputs
 from metanlp.core.config import RecipeConfig
 from metanlp.core.meta_train import meta_train
 from metanlp.core.multitask import equal_compute_passes, multitask_train
 from metanlp.core.recipe_loading import recipe_to_yaml
-from metanlp.core.run_dir import prepare_run_dir
+from metanlp.core.run_dir import staged_run, start_meta_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.translation.adapter import build_translation, save_translation_adapter
 from metanlp.families.translation.backbone import TINY_TRANSLATOR, backbone_licence
@@ -37,8 +38,11 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Meta-train on the meta-train language pairs and save the meta-learned LoRA init as ``adapter/``."""
     if cfg.task.family != "translation":
         raise ValueError(f"task.family={cfg.task.family!r}: this recipe needs task.family=translation")
+    check_inputs(cfg, "meta_train")  # before anything is written (resume: the checkpoint's adapter shape too)
     accelerator = Accelerator()
-    out = prepare_run_dir(cfg, "translation_meta_train") if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        start_meta_run(cfg)
+    accelerator.wait_for_everyone()
     t = cfg.translation
     corpus = load_pairs(t.pairs, t.max_chars)
     splits = split_pairs(corpus, t.val_languages, t.test_languages, cfg.task.k_shot + cfg.task.q_query)
@@ -59,7 +63,6 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"meta_train": asdict(result), "processes": accelerator.num_processes}
     if not accelerator.is_main_process:
         return summary
-    assert out is not None
     metadata = {
         "family": "translation",
         "backbone": cfg.model.name,
@@ -77,17 +80,19 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     }
     if cfg.model.name == TINY_TRANSLATOR:
         metadata["tiny_tokenizer_texts"] = setup.tokenizer_texts
-    save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
-    log.info("meta-learned translation init written to %s (%.3f episodes/s)", out / "adapter", result.episodes_per_s)
-    if t.multitask_baseline:
-        with torch.no_grad():  # (b) starts where meta-training started: the pretrained backbone's fresh LoRA
-            for name, p in setup.meta_params.items():
-                p.copy_(setup.pretrained[name])
-        passes = equal_compute_passes(cfg.meta, result.steps)
-        base = multitask_train(setup.task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes,
-                               cfg.meta.outer_lr, cfg.run.progress)  # fmt: skip
-        summary["multitask"] = asdict(base)
-        save_translation_adapter(setup, out / "multitask_adapter", {**metadata, "algorithm": "multitask"},
-                                 recipe_to_yaml(cfg), summary)  # fmt: skip
-    write_json_atomic(out / "metrics.json", summary)
+    with staged_run(cfg, "translation_meta_train", resume=True) as out:  # swapped in together at the end
+        save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
+        log.info("meta-learned translation init written to %s (%.3f episodes/s)", out / "adapter",
+                 result.episodes_per_s)  # fmt: skip
+        if t.multitask_baseline:
+            with torch.no_grad():  # (b) starts where meta-training started: the pretrained backbone's fresh LoRA
+                for name, p in setup.meta_params.items():
+                    p.copy_(setup.pretrained[name])
+            passes = equal_compute_passes(cfg.meta, result.steps)
+            base = multitask_train(setup.task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes,
+                                   cfg.meta.outer_lr, cfg.run.progress)  # fmt: skip
+            summary["multitask"] = asdict(base)
+            save_translation_adapter(setup, out / "multitask_adapter", {**metadata, "algorithm": "multitask"},
+                                     recipe_to_yaml(cfg), summary)  # fmt: skip
+        write_json_atomic(out / "metrics.json", summary)
     return summary

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from metanlp.algorithms.base import adaptation_learner
+from metanlp.core.checks import check_inputs as check_core_inputs
 from metanlp.core.comparison import LETTERS, Method, compare, standard_methods
 from metanlp.core.config import RecipeConfig, adaptation_budget
 from metanlp.core.files import read_metadata, write_text_atomic
@@ -29,7 +30,7 @@ from metanlp.core.inner_loop import copy_into
 from metanlp.core.protocols import Params
 from metanlp.core.readers import read_texts
 from metanlp.core.recipe_loading import recipe_to_yaml
-from metanlp.core.run_dir import prepare_run_dir
+from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.translation.adapter import (
     TranslationSetup,
@@ -150,10 +151,10 @@ def format_methods(rows: dict[str, dict[str, float]], pair: str, k: int, n_eval:
 
 def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Adapt to the user's pairs, save the adapter, translate ``data.predict``, score ``data.eval``."""
+    check_core_inputs(cfg, "adapt")
     support_pairs, eval_pairs, sentences = check_inputs(cfg)
     t = cfg.translation
     src, tgt = t.source_lang, t.target_lang
-    out = prepare_run_dir(cfg, "new_language_pair")
     vocab_texts = [x for p in support_pairs for x in p] + sentences + [s for s, _ in eval_pairs]
     corpora = [f for f in t.pairs if Path(f).is_file()]
     if t.prune_vocab and corpora:
@@ -201,9 +202,10 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     }
     if cfg.model.name == TINY_TRANSLATOR:
         metadata["tiny_tokenizer_texts"] = setup.tokenizer_texts
-    save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), metrics)
-    if sentences:
-        write_text_atomic(out / "translations.tsv",
-                          "".join(f"{s}\t{x}\n" for s, x in zip(sentences, translations, strict=True)))  # fmt: skip
-    write_json_atomic(out / "metrics.json", metrics)
+    with staged_run(cfg, "new_language_pair") as out:  # replaces run.output_dir only when complete
+        save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), metrics)
+        if sentences:
+            write_text_atomic(out / "translations.tsv",
+                              "".join(f"{s}\t{x}\n" for s, x in zip(sentences, translations, strict=True)))  # fmt: skip
+        write_json_atomic(out / "metrics.json", metrics)
     return metrics

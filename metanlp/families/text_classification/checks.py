@@ -1,0 +1,92 @@
+"""Input checks of the text-classification recipes, run by ``metanlp validate`` and before any model loads.
+
+Registered as the family's ``checks`` (:func:`metanlp.core.checks.check_inputs` calls :func:`check_inputs`). Imports
+no torch: only the corpus readers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metanlp.core.config import ConfigError
+from metanlp.families.text_classification.data import Episode, load_corpus, split_classes
+
+__all__ = ["check_inputs", "support_episode"]
+
+#: The ``eval.methods`` this family runs.
+TEXT_METHODS = ("centroid", "finetune", "meta")
+
+
+def support_episode(cfg: Any) -> Episode:
+    """The user's support set (and optional labelled eval set as the query) as one :class:`Episode`.
+
+    Raises:
+        ValueError: ``data.support`` is unset, a class has fewer than ``task.k_shot`` examples, there are fewer than
+            two classes, or ``data.eval`` has a label that is not in the support set (each message names file/label).
+    """
+    if not cfg.data.support:
+        raise ValueError("data.support is empty: set it to a CSV/JSONL with text,label columns")
+    support = load_corpus(cfg.data.support, "data.support")
+    by_class = support.by_class()
+    labels = sorted(by_class)
+    short = {c: len(v) for c, v in by_class.items() if len(v) < cfg.task.k_shot}
+    if short:
+        raise ValueError(
+            f"data.support={cfg.data.support}: class(es) with fewer than task.k_shot={cfg.task.k_shot} examples: "
+            f"{short}; add examples or lower task.k_shot"
+        )
+    if len(labels) < 2:
+        raise ValueError(f"data.support={cfg.data.support}: needs at least 2 classes, found {labels}")
+    index = {c: i for i, c in enumerate(labels)}
+    s_txt = [t for c in labels for t in by_class[c]]
+    s_lab = [index[c] for c in labels for _ in by_class[c]]
+    q_txt, q_lab = [], []
+    if cfg.data.eval:
+        ev = load_corpus(cfg.data.eval, "data.eval")
+        unknown = sorted(set(ev.labels) - set(labels))
+        if unknown:
+            raise ValueError(
+                f"data.eval={cfg.data.eval}: label(s) {unknown[:5]} do not occur in data.support {cfg.data.support}"
+            )
+        q_txt, q_lab = ev.texts, [index[y] for y in ev.labels]
+    return Episode(s_txt, s_lab, q_txt, q_lab, labels)
+
+
+def _check_init(cfg: Any) -> None:
+    from metanlp.core.files import read_metadata
+
+    meta = read_metadata(cfg.adapter.init)
+    if meta.get("family") != "text_classification":
+        raise ValueError(f"adapter.init={cfg.adapter.init}: family {meta.get('family')!r} is not text_classification")
+    if meta.get("backbone") != cfg.model.name:
+        raise ValueError(f"adapter.init={cfg.adapter.init} was meta-trained on backbone {meta.get('backbone')!r}, but "
+                         f"model.name is {cfg.model.name!r}: set model.name to it")  # fmt: skip
+
+
+def check_inputs(cfg: Any, verb: str) -> None:
+    """Check what a ``verb`` run of the text family reads, without loading a model.
+
+    Raises:
+        ConfigError: an ``eval.methods`` entry this family does not run, or ``meta`` without ``adapter.init``.
+        FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or
+            ``adapter.init`` was made for another family or backbone.
+    """
+    from metanlp.core.readers import read_texts
+
+    other = [m for m in cfg.eval.methods if m not in TEXT_METHODS]
+    if other:
+        raise ConfigError(f"eval.methods={list(cfg.eval.methods)}: {other} not run by this task.family; "
+                          f"choose from {', '.join(TEXT_METHODS)}")  # fmt: skip
+    if cfg.adapter.init:
+        _check_init(cfg)
+    if verb == "adapt":
+        support_episode(cfg)
+        if cfg.data.predict:
+            read_texts(cfg.data.predict, "data.predict")
+        return
+    if verb == "evaluate" and "meta" in cfg.eval.methods and not cfg.adapter.init:
+        raise ConfigError("eval.methods includes 'meta' but adapter.init is empty: point it at a meta-train adapter/ "
+                          "or drop 'meta'")  # fmt: skip
+    if cfg.task.unlabelled:
+        read_texts(cfg.task.unlabelled, "task.unlabelled", blank_lines="skip")
+    split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)

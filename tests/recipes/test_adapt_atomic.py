@@ -1,0 +1,65 @@
+"""``adapt`` fails at each write step and leaves the old complete run; without data.eval it works end to end."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from metanlp.core import run_dir
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.recipes import adapt
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("task")
+    rows = list(csv.reader((ROOT / "data/examples/new_categories/support.csv").open(encoding="utf-8")))[1:]
+    labels = sorted({r[1] for r in rows})[:3]
+    keep = [r for r in rows if r[1] in labels]
+    for name, part in (("support.csv", keep), ("eval.csv", keep[::2])):
+        with (d / name).open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["text", "label"], *part])
+    return d
+
+
+def cfg(task: Path, out: Path, *extra: str):  # noqa: ANN201
+    return load_recipe(ROOT / "recipes/text_classification/text_new_categories.yaml", [
+        "model.name=tiny-random-bert", "run.progress=false", "adapter.init=", "eval.methods=[centroid,finetune]",
+        "adapt.steps=1", f"data.support={task / 'support.csv'}", "data.predict=", f"run.output_dir={out}", *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize("step", ["save_adapter", "write_json_atomic", "write_run_info", "_publish"])
+def test_failure_at_each_write_step_keeps_the_old_run(task: Path, tmp_path: Path, step: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    out = tmp_path / "run"
+    adapt.run(cfg(task, out, "data.eval="))  # data.eval empty: works (issue #11 case 1)
+    before = hashes(out)
+    module = run_dir if step in ("write_run_info", "_publish") else adapt
+
+    def boom(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(f"killed at {step}")
+
+    monkeypatch.setattr(module, step, boom)
+    with pytest.raises(OSError, match="killed"):
+        adapt.run(cfg(task, out, f"data.eval={task / 'eval.csv'}", "run.overwrite=true"))
+    assert hashes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging folder left behind
+    monkeypatch.undo()
+    adapt.run(cfg(task, out, f"data.eval={task / 'eval.csv'}", "run.overwrite=true"))
+    records = json.loads((out / "metrics.json").read_text())["records"]
+    acc = [r for r in records if r["metric"] == "accuracy"]
+    assert acc and all(r["interval"] == "bootstrap over examples" and r["ci95"] >= 0 for r in acc)
+    meta = json.loads((out / "adapter" / "metanlp.json").read_text())
+    assert meta["n_way"] == 3 and meta["dataset"] == str(task / "support.csv")
+    assert any(p.name.startswith("run.previous-") for p in tmp_path.iterdir())
