@@ -152,7 +152,7 @@ def lr_at(budget: AdaptBudget, step: int, total: int) -> float:
     Example:
         >>> b = AdaptBudget(lr=1.0, warmup=0.25, schedule="linear")
         >>> [round(lr_at(b, s, 8), 3) for s in range(8)]
-        [0.5, 1.0, 0.833, 0.667, 0.5, 0.333, 0.167, 0.0]
+        [0.5, 1.0, 1.0, 0.833, 0.667, 0.5, 0.333, 0.167]
     """
     warm = math.ceil(budget.warmup * total)
     if step < warm:
@@ -167,7 +167,7 @@ def lr_at(budget: AdaptBudget, step: int, total: int) -> float:
 
 def _batch_indices(n: int, batch: int, steps: int, seed: int) -> list[torch.Tensor]:
     """``steps`` index tensors ``(batch,)`` taken consecutively from chained seeded permutations of ``range(n)``."""
-    if batch >= n:
+    if batch >= n or steps == 0:
         return [torch.arange(n)] * steps
     gen = torch.Generator().manual_seed(seed)
     need = steps * batch
