@@ -6,7 +6,8 @@ travel, work: 45 intents). Each setting is an N-way K-shot task over those inten
 split, queries from their test split (``--q-query`` per intent); every budget sees the same episodes. Every method
 starts from the pretrained backbone (LoRA ``B = 0``) + the prototype head: the "finetune" baseline, no meta-training.
 
-Methods: ``centroid`` (prototype head, no step), ``legacy`` (today's inner loop: 5 full-batch SGD steps at lr 0.5),
+Methods: ``centroid`` (prototype head, no step), ``logreg`` (scikit-learn logistic regression on the frozen
+embeddings, metanlp.baselines; no LoRA step), ``legacy`` (today's inner loop: 5 full-batch SGD steps at lr 0.5),
 and the candidate budgets in ``BUDGETS``. One row per (budget, setting, episode) with accuracy, macro-F1, the support
 loss after adaptation, the steps taken and the adaptation seconds (prototype head + steps; tokenisation excluded).
 Rows are written to ``results.json`` after each one; a rerun skips rows already there (same budget fields), so a killed
@@ -37,6 +38,7 @@ A = {"optimizer": "adamw", "batch_size": 32, "epochs": 10.0, "min_steps": 10, "m
 #: budget name -> AdaptBudget fields ("centroid": no step; "legacy": today's 5 full-batch SGD steps at lr 0.5)
 BUDGETS: dict[str, dict[str, Any] | None] = {
     "centroid": None,
+    "logreg": None,
     "legacy": {
         "optimizer": "sgd",
         "lr": 0.5,
@@ -76,7 +78,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
         for name, cell in settings.items():
             rs = cell.pop("_rows")  # type: ignore[arg-type]
             for key in ("accuracy", "macro_f1", "seconds", "steps", "support_loss"):
-                cell[key] = sum(r[key] for r in rs) / len(rs)
+                values = [r[key] for r in rs if r[key] is not None]
+                cell[key] = sum(values) / len(values) if values else None  # type: ignore[assignment]
             cell["episodes"] = len(rs)
             settings[name] = cell
     return out
@@ -95,7 +98,7 @@ def markdown(rows: list[dict[str, Any]], settings: list[str]) -> tuple[str, str]
         acc = sum(complete[b][k]["accuracy"] for k in settings) / len(settings) if b in complete else None
         mean = "" if acc is None else f"{100 * acc:.2f}"
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {mean} |")
-    chosen = next((b for b in rank if b not in ("centroid", "legacy")), "")
+    chosen = next((b for b in rank if BUDGETS.get(b) is not None and b != "legacy"), "")
     return "\n".join(lines), chosen
 
 
@@ -129,8 +132,10 @@ def main() -> None:
     from metanlp.adaptation import AdaptBudget, inner_loop
     from metanlp.adapters import attach_lora, lora_parameters
     from metanlp.backbones import DEFAULT_ENCODER, load_encoder
+    from metanlp.baselines import logistic_regression_predict
     from metanlp.config import AdapterConfig
     from metanlp.episodes import EpisodeSampler, load_corpus
+    from metanlp.metrics import load_metric
     from metanlp.saving import write_json_atomic
     from metanlp.tasks.text_classification import TextClassificationFamily
 
@@ -164,23 +169,31 @@ def main() -> None:
                     continue
                 support, query = task.batches(ep)
                 t0 = time.perf_counter()
-                fast = task.init_fast_weights(pretrained, support)
-                steps = 0
-                if budget is not None:
-                    steps = budget.total_steps(len(ep.support_texts))
-                    fast = inner_loop(task, fast, support, budget, seed=args.seed + i)
-                seconds = time.perf_counter() - t0
-                with torch.no_grad():
-                    support_loss = task.loss(fast, support).item()
+                steps, support_loss = 0, None
+                if b == "logreg":  # fit + predict on frozen embeddings: its seconds include embedding the queries
+                    preds = logistic_regression_predict(task, pretrained, support, query, seed=args.seed).tolist()
+                    seconds = time.perf_counter() - t0
+                    refs = query["labels"].tolist()
+                    scores = {name: load_metric(metric).compute(predictions=preds, references=refs)[metric]
+                              for name, metric in (("accuracy", "accuracy"), ("macro_f1", "f1"))}  # fmt: skip
+                else:
+                    fast = task.init_fast_weights(pretrained, support)
+                    if budget is not None:
+                        steps = budget.total_steps(len(ep.support_texts))
+                        fast = inner_loop(task, fast, support, budget, seed=args.seed + i)
+                    seconds = time.perf_counter() - t0
+                    with torch.no_grad():
+                        support_loss = task.loss(fast, support).item()
+                    scores = task.score(fast, query)
                 row = {"budget": b, "setting": s, "episode": i, "n_way": ep.n_way, "k_shot": SETTINGS[s][1],
                        "n_support": len(ep.support_texts), "n_query": len(ep.query_texts), "steps": steps,
-                       "seconds": seconds, "support_loss": support_loss, **task.score(fast, query),
+                       "seconds": seconds, "support_loss": support_loss, **scores,
                        "budget_fields": fields}  # fmt: skip
                 rows.append(row)
                 table, chosen = markdown(rows, args.settings)
                 write_json_atomic(out, {**provenance(), "benchmark": "adapt_budget", **context, "chosen": chosen,
                                         "table": table, "rows": rows})  # fmt: skip
-                sys.stdout.write(f"{b} {s} ep{i}: acc {row['accuracy']:.4f} loss {support_loss:.3f} "
+                sys.stdout.write(f"{b} {s} ep{i}: acc {row['accuracy']:.4f} loss {support_loss} "
                                  f"steps {steps} {seconds:.1f}s\n")  # fmt: skip
                 sys.stdout.flush()
     table, chosen = markdown(rows, args.settings)
