@@ -32,7 +32,9 @@ HERE = Path(__file__).resolve().parent
 META_TEST = ("auto_and_commute", "banking", "credit_cards")
 VAL_DOMAINS = ("kitchen_and_dining", "travel", "work")
 #: setting -> (n_way (0 = every meta-val intent), k_shot)
-SETTINGS = {"45w1s": (0, 1), "45w5s": (0, 5), "45w10s": (0, 10), "10w5s": (10, 5), "5w1s": (5, 1)}
+SETTINGS = {"45w1s": (0, 1), "45w5s": (0, 5), "45w10s": (0, 10), "10w5s": (10, 5), "5w1s": (5, 1), "105w5s": (105, 5)}
+#: settings of the budget choice (``105w5s`` needs ``--val-domains`` of 7 domains: a scale check, not a choice)
+DEFAULT_SETTINGS = ["45w1s", "45w5s", "45w10s", "10w5s", "5w1s"]
 A = {"optimizer": "adamw", "batch_size": 32, "epochs": 10.0, "min_steps": 10, "max_steps": 150, "warmup": 0.1,
      "schedule": "cosine", "weight_decay": 0.01}  # fmt: skip
 #: budget name -> AdaptBudget fields ("centroid": no step; "legacy": today's 5 full-batch SGD steps at lr 0.5)
@@ -106,7 +108,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"), help="CLINC150 folder")
     p.add_argument("--val-domains", nargs="+", default=list(VAL_DOMAINS), help="meta-val domains (not meta-test)")
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     p.add_argument("--episodes", type=int, default=2, help="episodes per setting (default 2)")
     p.add_argument("--q-query", type=int, default=15, help="test utterances per intent as queries (default 15)")
