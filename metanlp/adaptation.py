@@ -73,6 +73,10 @@ class AdaptBudget:
             (metric scaling, Oreshkin et al. 2018); it is folded into the returned head (``W exp(t)``, ``b exp(t)``),
             so the result has the usual keys. Needs a task with ``head_weight``/``head_bias``.
         grad_clip: clip the global gradient norm to this value (``0`` = off).
+        stop_loss: stop before a step whose mini-batch loss (nats per example, measured anyway for the gradient) is
+            below this value (``0`` = never). Adam's update has the size ``lr`` whatever the gradient's scale, so on
+            a support set that the prototype head already fits (1-shot: loss ~1e-6) it would drift the weights
+            without signal; this gate leaves such tasks at the prototype head.
         micro_batch: examples per forward/backward pass inside a step (``0`` = the whole batch); bounds activation
             memory, not the result.
     """
@@ -93,6 +97,7 @@ class AdaptBudget:
     head_lr_scale: float = 1.0
     learn_temperature: bool = False
     grad_clip: float = 0.0
+    stop_loss: float = 0.0
     micro_batch: int = 0
 
     def __post_init__(self) -> None:
@@ -109,7 +114,7 @@ class AdaptBudget:
         for name in ("batch_size", "steps", "min_steps", "max_steps", "micro_batch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise bad(name, "an integer >= 0")
-        for name in ("epochs", "weight_decay", "grad_clip"):
+        for name in ("epochs", "weight_decay", "grad_clip", "stop_loss"):
             if not getattr(self, name) >= 0:
                 raise bad(name, ">= 0")
         if not 0 <= self.warmup < 1:
@@ -182,7 +187,13 @@ def _head_keys(task: Any) -> tuple[str, str]:
 
 @torch.enable_grad()
 def inner_loop(
-    task: TaskFamily, params: Params, support: Batch, budget: AdaptBudget, seed: int = 0, steps: int | None = None
+    task: TaskFamily,
+    params: Params,
+    support: Batch,
+    budget: AdaptBudget,
+    seed: int = 0,
+    steps: int | None = None,
+    stats: dict[str, float] | None = None,
 ) -> Params:
     """Adapt fast weights to ``support`` with ``budget``; no graph is kept across steps (first order).
 
@@ -194,6 +205,8 @@ def inner_loop(
         seed: seed of the mini-batch order (the only randomness).
         steps: run only the first ``steps`` steps of the budget's schedule (e.g. a meta-training inner loop);
             ``None`` = the whole schedule (``budget.total_steps(n_support)``).
+        stats: if given, filled with ``steps`` (optimiser steps taken, fewer than planned after a ``stop_loss``
+            stop) and ``last_loss`` (the mean loss of the last mini-batch seen, before its step).
 
     Returns:
         The adapted fast weights, detached, same keys and shapes as ``params`` (a learned temperature is folded
@@ -224,12 +237,21 @@ def inner_loop(
         opt = torch.optim.SGD(groups, lr=budget.lr, momentum=budget.momentum)
     tensors = list(leaves.values()) + ([log_t] if log_t is not None else [])
     batch = budget.batch_for(n)
+    if stats is not None:
+        stats["steps"] = 0
     for step, idx in enumerate(_batch_indices(n, batch, run, seed)):
         lr = lr_at(budget, step, total)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         chunk = support if batch >= n else {k: v[idx.to(v.device)] for k, v in support.items()}
-        _set_grads(task, leaves, log_t, (w_key, b_key), tensors, chunk, budget.micro_batch)
+        loss = _set_grads(task, leaves, log_t, (w_key, b_key), tensors, chunk, budget.micro_batch)
+        if stats is not None:
+            stats["last_loss"] = loss
+        if loss < budget.stop_loss:
+            opt.zero_grad(set_to_none=True)
+            break
+        if stats is not None:
+            stats["steps"] = step + 1
         if budget.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(tensors, budget.grad_clip)
         opt.step()

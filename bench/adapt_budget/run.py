@@ -63,6 +63,10 @@ BUDGETS: dict[str, dict[str, Any] | None] = {
     "adamw_lr3e-3_bs16": {**A, "lr": 3e-3, "batch_size": 16},
     "adamw_lr3e-3_nowarm_const": {**A, "lr": 3e-3, "warmup": 0.0, "schedule": "constant"},
     "adamw_lr3e-3_temp": {**A, "lr": 3e-3, "learn_temperature": True},
+    # added after the first pass: AdamW drifts on 1-shot supports the prototype head already fits (loss ~1e-6)
+    "adamw_lr1e-3_stop": {**A, "lr": 1e-3, "stop_loss": 1e-3},
+    "adamw_lr3e-3_stop": {**A, "lr": 3e-3, "stop_loss": 1e-3},
+    "sgdm_lr0.3_stop": {**A, "optimizer": "sgd", "momentum": 0.9, "lr": 0.3, "weight_decay": 0.0, "stop_loss": 1e-3},
 }
 
 
@@ -181,8 +185,9 @@ def main() -> None:
                 else:
                     fast = task.init_fast_weights(pretrained, support)
                     if budget is not None:
-                        steps = budget.total_steps(len(ep.support_texts))
-                        fast = inner_loop(task, fast, support, budget, seed=args.seed + i)
+                        info: dict[str, float] = {}
+                        fast = inner_loop(task, fast, support, budget, seed=args.seed + i, stats=info)
+                        steps = int(info["steps"])  # taken (fewer than budget.total_steps after a stop_loss stop)
                     seconds = time.perf_counter() - t0
                     with torch.no_grad():
                         support_loss = task.loss(fast, support).item()

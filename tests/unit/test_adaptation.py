@@ -138,3 +138,13 @@ def test_budgeted_fomaml_meta_gradient_covers_every_meta_parameter() -> None:
     assert grads.keys() == meta.keys() and stats["query_loss"] > 0
     assert any(float(g.abs().sum()) > 0 for g in grads.values())
     assert learner.adapt(task, meta, support).keys() == task.init_fast_weights(meta, support).keys()
+
+
+def test_stop_loss_stops_before_a_step_on_a_fitted_support() -> None:
+    task, meta, _, support, _ = _tiny()
+    start = task.init_fast_weights(meta, support)
+    info: dict[str, float] = {}
+    same = inner_loop(task, start, support, AdaptBudget(batch_size=4, stop_loss=100.0), stats=info)
+    assert info["steps"] == 0 and info["last_loss"] > 0 and _max_diff(same, start) == 0.0
+    inner_loop(task, start, support, AdaptBudget(batch_size=4, epochs=4), stats=info)
+    assert info["steps"] == 12
