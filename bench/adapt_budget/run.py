@@ -167,7 +167,8 @@ def main() -> None:
         episodes[s] = [sampler.sample(i, rank=7_000_001) for i in range(args.episodes)]
     for b in args.budgets:
         fields = BUDGETS[b]
-        budget = AdaptBudget(**fields) if fields is not None else None
+        # the grid's fields predate the stop_loss field: a budget without it does not stop (as when it ran)
+        budget = AdaptBudget(**{"stop_loss": 0.0, **fields}) if fields is not None else None
         for s in args.settings:
             for i, ep in enumerate(episodes[s]):
                 key = (b, s, i, json.dumps(fields, sort_keys=True))
