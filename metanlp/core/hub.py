@@ -46,7 +46,7 @@ try:  # the HTTP library under huggingface_hub: httpx2 since 2.0, httpx in 1.x
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     import httpx
 
-__all__ = ["REQUIRED_FILES", "adapter_files", "pull_adapter", "push_adapter", "resolve_adapter"]
+__all__ = ["REQUIRED_FILES", "adapter_files", "pull_adapter", "push_adapter", "resolve_adapter", "resolve_family_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +304,19 @@ def resolve_adapter(
         return pull_adapter(name, revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
     except HubError as e:
         raise HubError(f"{name} is not a local folder, and pulling it from the hub failed: {e}") from e
+
+
+def resolve_family_adapter(path_or_repo_id: str | Path, family: str, revision: str | None = None) -> tuple[Path, dict]:
+    """``(folder, metanlp.json)`` of an adapter of ``family``: a local folder, or a hub repo pulled into the cache.
+
+    Raises:
+        FileNotFoundError: the folder or repo is missing.
+        ValueError: the adapter belongs to another task family (the message names both).
+    """
+    folder = Path(path_or_repo_id)
+    if not folder.is_dir():
+        folder = resolve_adapter(str(path_or_repo_id), revision=revision)
+    meta = read_metadata(folder)
+    if meta.get("family") != family:
+        raise ValueError(f"{folder}: family is {meta.get('family')!r}, not a {family} adapter")
+    return folder, meta

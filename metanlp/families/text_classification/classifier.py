@@ -76,14 +76,9 @@ class FewShotClassifier:
         sets = list(overrides or [])
         folder = None
         if init is not None:
-            folder = Path(init)
-            if not folder.is_dir():
-                from metanlp.core.hub import resolve_adapter
+            from metanlp.core.hub import resolve_family_adapter
 
-                folder = resolve_adapter(str(init), revision=revision)
-            meta = read_metadata(folder)
-            if meta.get("family") != "text_classification":
-                raise ValueError(f"{folder}: family is {meta.get('family')!r}, not a text-classification adapter")
+            folder, meta = resolve_family_adapter(init, "text_classification", revision)
             backbone = backbone or meta.get("backbone")
             if meta.get("max_length"):
                 sets.insert(0, f"model.max_length={meta['max_length']}")

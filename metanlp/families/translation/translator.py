@@ -11,8 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metanlp.core.files import read_metadata
-
 __all__ = ["FewShotTranslator", "predict_records"]
 
 
@@ -62,14 +60,9 @@ class FewShotTranslator:
         folder = None
         meta: dict[str, Any] = {}
         if init is not None:
-            folder = Path(init)
-            if not folder.is_dir():
-                from metanlp.core.hub import resolve_adapter
+            from metanlp.core.hub import resolve_family_adapter
 
-                folder = resolve_adapter(str(init), revision=revision)
-            meta = read_metadata(folder)
-            if meta.get("family") != "translation":
-                raise ValueError(f"{folder}: family is {meta.get('family')!r}, not a translation adapter")
+            folder, meta = resolve_family_adapter(init, "translation", revision)
             backbone = backbone or meta.get("backbone")
             source_lang = source_lang or meta.get("source_lang", "")
             target_lang = target_lang or meta.get("target_lang", "")
