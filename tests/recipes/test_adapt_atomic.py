@@ -63,3 +63,35 @@ def test_failure_at_each_write_step_keeps_the_old_run(task: Path, tmp_path: Path
     meta = json.loads((out / "adapter" / "metanlp.json").read_text())
     assert meta["n_way"] == 3 and meta["dataset"] == str(task / "support.csv")
     assert any(p.name.startswith("run.previous-") for p in tmp_path.iterdir())
+
+
+def _adapt_cmd(task: Path, out: Path, eval_file: str) -> list[str]:
+    import sys
+
+    sets = ["model.name=tiny-random-bert", "run.progress=false", "adapter.init=", "eval.methods=[centroid,finetune]",
+            "adapt.steps=3", f"data.support={task / 'support.csv'}", "data.predict=", f"data.eval={eval_file}"]  # fmt: skip
+    return [sys.executable, "-m", "metanlp", "adapt", "recipes/text_classification/text_new_categories.yaml",
+            "--overwrite", *[a for s in sets for a in ("--set", s)], "--set", f"run.output_dir={out}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("delay_s", [1.0, 2.5, 4.0, 6.0])
+def test_sigkill_of_adapt_leaves_the_old_run_or_the_new_one(task: Path, tmp_path: Path, delay_s: float) -> None:
+    """A real ``metanlp adapt`` process killed with SIGKILL at several moments: ``run.output_dir`` holds either the
+    previous complete run (byte for byte) or the new complete one, never a mix."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    subprocess.run(_adapt_cmd(task, out, ""), cwd=ROOT, check=True, capture_output=True, timeout=300)
+    old = hashes(out)
+    proc = subprocess.Popen(_adapt_cmd(task, out, str(task / "eval.csv")), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    now = hashes(out)
+    if now != old:  # the new run landed whole: its metrics score the eval set, and every file of a run is there
+        assert {"adapter/adapter_model.safetensors", "metrics.json", "recipe.yaml", "run_info.json"} <= set(now)
+        assert json.loads((out / "metrics.json").read_text())["records"], "new run without its eval records"
+        assert "eval.csv" in (out / "recipe.yaml").read_text(), "new adapter beside the old recipe"
