@@ -306,3 +306,30 @@ def test_hub_client_and_cli_start_without_torch():
     # the literal __all__ (for static tools) and the lazy-import table name the same public API, and each resolves
     assert sorted(metanlp.__all__) == sorted(metanlp._EXPORTS)
     assert all(getattr(metanlp, name) is not None for name in metanlp.__all__)
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 1.5, 3.0])
+def test_sigkill_of_push_leaves_the_old_revision_or_the_whole_new_one(local_hub, adapter, delay_s) -> None:  # noqa: ANN001
+    """A real ``metanlp push`` process killed at several moments: the repo's main branch is the previous push or
+    the complete new one (every file of an adapter and the model card), never a partial upload."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, _ = adapter
+    push_adapter(folder, "alice/killed", endpoint=local_hub.url, token=ALICE)
+    repo = local_hub.state.repos["alice/killed"]
+    old = dict(repo.resolve("main").files)
+    (folder / "metrics.json").write_text(json.dumps({"pushed_at": delay_s}), encoding="utf-8")  # new content
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | {"HF_TOKEN": ALICE}
+    proc = subprocess.Popen([sys.executable, "-m", "metanlp", "push", str(folder), "alice/killed",
+                             "--endpoint", local_hub.url], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    now = dict(repo.resolve("main").files)
+    assert now == old or ({"metanlp.json", "adapter_model.safetensors", "adapter_config.json", "README.md",
+                           "metrics.json"} <= set(now) and now["metrics.json"] != old.get("metrics.json"))  # fmt: skip
