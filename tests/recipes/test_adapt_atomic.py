@@ -95,3 +95,22 @@ def test_sigkill_of_adapt_leaves_the_old_run_or_the_new_one(task: Path, tmp_path
         assert {"adapter/adapter_model.safetensors", "metrics.json", "recipe.yaml", "run_info.json"} <= set(now)
         assert json.loads((out / "metrics.json").read_text())["records"], "new run without its eval records"
         assert "eval.csv" in (out / "recipe.yaml").read_text(), "new adapter beside the old recipe"
+
+
+def test_adapt_reports_what_the_adapter_really_is(task: Path, tmp_path: Path) -> None:
+    """Issue #11 case 8: stdout is the table and the output folder (no summary dict), and the model card states the
+    real N, the support file and a bootstrap interval, not the recipe defaults."""
+    import subprocess
+
+    from metanlp.core.model_card import build_model_card
+
+    out = tmp_path / "run"
+    done = subprocess.run(_adapt_cmd(task, out, str(task / "eval.csv")), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=True)  # fmt: skip
+    printed = done.stdout.strip().splitlines()
+    assert printed[-1] == f"outputs: {out}" and not any(line.lstrip().startswith("{") for line in printed)
+    card = str(build_model_card(out / "adapter"))
+    assert "- N-way: 3" in card and f"- Data: {task / 'support.csv'}" in card
+    assert "wordnet_supersenses" not in card and "N-way: 10" not in card
+    records = json.loads((out / "metrics.json").read_text())["records"]
+    assert {r["interval"] for r in records if r["metric"] == "accuracy"} == {"bootstrap over examples"}
