@@ -74,7 +74,7 @@ def build_learner(cfg: MetaConfig, meta_params: Params | None = None) -> MetaLea
 
 
 def adaptation_learner(cfg: Any, meta_params: Params | None = None) -> MetaLearner:
-    """The recipe's learner with the adaptation budget (:func:`~metanlp.core.config.adaptation_budget`) and, when
+    """The recipe's learner with the adaptation budget (:func:`~metanlp.core.comparison.adaptation_budget`) and, when
     ``adapter.init`` holds them, its meta-learned extras (Meta-SGD's rates): what adapts the ``meta`` method.
 
     Args:
@@ -86,7 +86,7 @@ def adaptation_learner(cfg: Any, meta_params: Params | None = None) -> MetaLearn
     """
     from dataclasses import replace
 
-    from metanlp.core.config import adaptation_budget
+    from metanlp.core.comparison import adaptation_budget
 
     steps, lr = adaptation_budget(cfg)
     learner = build_learner(replace(cfg.meta, inner_steps=steps, inner_lr=lr), meta_params)

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from metanlp.algorithms.base import MetaLearner
-from metanlp.core.config import EVAL_METHODS, adaptation_budget
+from metanlp.core.config import EVAL_METHODS
 from metanlp.core.inner_loop import inner_loop
 from metanlp.core.metrics import PER_EXAMPLE, bootstrap_ci95, mean_ci95
 from metanlp.core.protocols import Batch, Params, TaskFamily
@@ -46,6 +46,19 @@ log = logging.getLogger(__name__)
 METHODS = EVAL_METHODS
 #: README letters; the same letter means the same method in both families.
 LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)"}
+
+
+def adaptation_budget(cfg: Any) -> tuple[int, float]:
+    """``(steps, lr)`` of adaptation for every method that adapts: ``adapt.steps`` / ``adapt.lr`` when set, else
+    the inner loop's ``meta.inner_steps`` / ``meta.inner_lr`` (-1 means "not set"; the config rejects other negative
+    values), so that adaptation is the procedure meta-training optimised.
+
+    Args:
+        cfg: the recipe.
+    """
+    steps = cfg.adapt.steps if cfg.adapt.steps >= 0 else cfg.meta.inner_steps
+    lr = cfg.adapt.lr if cfg.adapt.lr >= 0 else cfg.meta.inner_lr
+    return steps, lr
 
 
 @dataclass

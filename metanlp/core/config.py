@@ -30,7 +30,6 @@ __all__ = [
     "ModelConfig",
     "RecipeConfig",
     "RunConfig",
-    "adaptation_budget",
     "TaskConfig",
     "recipe_schema",
     "cache_dir",
@@ -392,16 +391,3 @@ def recipe_schema() -> type[RecipeConfig]:
     schema = make_dataclass("RecipeConfig", extra, bases=(RecipeConfig,))
     schema.__module__, schema.__doc__ = __name__, RecipeConfig.__doc__
     return schema
-
-
-def adaptation_budget(cfg: RecipeConfig) -> tuple[int, float]:
-    """``(steps, lr)`` of adaptation for every method that adapts: ``adapt.steps`` / ``adapt.lr`` when set, else
-    the inner loop's ``meta.inner_steps`` / ``meta.inner_lr`` (-1 means "not set"; the config rejects other negative
-    values), so that adaptation is the procedure meta-training optimised.
-
-    Args:
-        cfg: the recipe.
-    """
-    steps = cfg.adapt.steps if cfg.adapt.steps >= 0 else cfg.meta.inner_steps
-    lr = cfg.adapt.lr if cfg.adapt.lr >= 0 else cfg.meta.inner_lr
-    return steps, lr

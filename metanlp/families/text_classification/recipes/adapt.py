@@ -16,8 +16,8 @@ from typing import Any
 
 from metanlp.algorithms.base import adaptation_learner
 from metanlp.core.checks import check_inputs
-from metanlp.core.comparison import compare, format_table, metric_records, standard_methods
-from metanlp.core.config import RecipeConfig, adaptation_budget
+from metanlp.core.comparison import adaptation_budget, compare, format_table, metric_records, standard_methods
+from metanlp.core.config import RecipeConfig
 from metanlp.core.files import read_metadata, write_text_atomic
 from metanlp.core.inner_loop import copy_into
 from metanlp.core.readers import read_texts

@@ -12,8 +12,8 @@ from typing import Any
 
 from metanlp.algorithms.base import MetaLearner, adaptation_learner
 from metanlp.core.checks import check_inputs
-from metanlp.core.comparison import compare, format_table, metric_records, standard_methods
-from metanlp.core.config import RecipeConfig, adaptation_budget
+from metanlp.core.comparison import adaptation_budget, compare, format_table, metric_records, standard_methods
+from metanlp.core.config import RecipeConfig
 from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.text_classification.data import LabelledCorpus

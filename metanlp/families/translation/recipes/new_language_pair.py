@@ -23,8 +23,8 @@ import torch
 
 from metanlp.algorithms.base import adaptation_learner
 from metanlp.core.checks import check_inputs as check_core_inputs
-from metanlp.core.comparison import LETTERS, Method, compare, standard_methods
-from metanlp.core.config import RecipeConfig, adaptation_budget
+from metanlp.core.comparison import LETTERS, Method, adaptation_budget, compare, standard_methods
+from metanlp.core.config import RecipeConfig
 from metanlp.core.files import read_metadata, write_text_atomic
 from metanlp.core.inner_loop import copy_into
 from metanlp.core.protocols import Params
