@@ -12,17 +12,16 @@ run the whole backbone as before.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
+
+from metanlp.core.saving import lora_layer_indices  # noqa: F401 - re-exported
 
 __all__ = ["LAYERS_PATTERN", "encoder_layers", "lora_layer_indices", "prefix_states", "resolve_layers", "run_layers"]
 
 #: peft ``layers_pattern`` of these encoders: LoRA modules live under ``encoder.layer.N``.
 LAYERS_PATTERN = "layer"
 
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
 def encoder_layers(backbone: nn.Module) -> nn.ModuleList | None:
@@ -53,12 +52,6 @@ def resolve_layers(num_layers: int, layers: list[int]) -> list[int]:
     if len(set(absolute)) != len(absolute):
         raise ValueError(f"adapter.layers={list(layers)} names a layer twice ({absolute} from the bottom)")
     return sorted(absolute)
-
-
-def lora_layer_indices(model: nn.Module) -> list[int]:
-    """Sorted indices of the transformer layers that hold LoRA weights (``...layer.N...`` or ``...layers.N...``)."""
-    found = {int(m.group(1)) for n, _ in model.named_parameters() if "lora_" in n and (m := _LAYER_INDEX.search(n))}
-    return sorted(found)
 
 
 def _layer_mask(backbone: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
