@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from metanlp.algorithms.fomaml import FOMAML
-from metanlp.core.comparison import Method, compare, standard_methods
+from metanlp.core.comparison import Method, adaptation_budget, compare, standard_methods
 from metanlp.core.metrics import mean_ci95
 from metanlp.core.recipe_loading import load_recipe, recipe_to_yaml
 from metanlp.core.saving import write_json_atomic
@@ -197,8 +197,7 @@ def main() -> None:
             if init is None:
                 rows = [Method("prompting", setup.pretrained, reads={"": prompted})]
             else:
-                rows = standard_methods([method], setup.pretrained, cfg.meta.inner_steps, cfg.meta.inner_lr, 0,
-                                        init, learner, init)  # fmt: skip
+                rows = standard_methods([method], setup.pretrained, adaptation_budget(cfg), init, learner, init)
                 rows[0].reads = {"": zero_shot, "+prompt": prompted}
             with torch.enable_grad():
                 for name, scores in compare(task, [episode], rows, progress=False).items():

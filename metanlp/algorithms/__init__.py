@@ -24,8 +24,9 @@ register_learner("reptile", "metanlp.algorithms.reptile:Reptile")
 register_learner("metasgd", "metanlp.algorithms.metasgd:MetaSGD")
 
 
-def build_learner(cfg: MetaConfig, meta_params: dict[str, Any] | None = None) -> MetaLearner:
-    """The learner named by ``cfg.algorithm``, configured from ``cfg`` (see :mod:`metanlp.algorithms.base`)."""
+def build_learner(cfg: MetaConfig, meta_params: dict[str, Any] | None = None, budget: Any = None) -> MetaLearner:
+    """The learner named by ``cfg.algorithm``, configured from ``cfg`` and the adaptation ``budget`` (see
+    :func:`metanlp.algorithms.base.build_learner`)."""
     from metanlp.algorithms.base import build_learner as build
 
-    return build(cfg, meta_params)
+    return build(cfg, meta_params, budget)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from metanlp.core import registry
+from metanlp.core.budget import AdaptBudget
 from metanlp.core.config import MetaConfig
 from metanlp.core.protocols import Batch, Params, TaskFamily
 
@@ -32,8 +33,9 @@ class MetaLearner(Protocol):
     """What the meta-training loop and the recipes need from an algorithm (subclass it for the defaults)."""
 
     @classmethod
-    def from_config(cls, cfg: MetaConfig) -> MetaLearner:
-        """Build from the ``meta`` section (``inner_lr``, ``inner_steps``, ``micro_batch`` ...)."""
+    def from_config(cls, cfg: MetaConfig, budget: AdaptBudget | None = None) -> MetaLearner:
+        """Build from the ``meta`` section (``inner_lr``, ``inner_steps``, ``micro_batch`` ...) and the recipe's
+        adaptation budget (a learner whose inner loop is SGD by construction ignores it)."""
         ...
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:
@@ -54,7 +56,9 @@ class MetaLearner(Protocol):
         return self.extra_parameters()
 
 
-def build_learner(cfg: MetaConfig, meta_params: Params | None = None) -> MetaLearner:
+def build_learner(
+    cfg: MetaConfig, meta_params: Params | None = None, budget: AdaptBudget | None = None
+) -> MetaLearner:
     """The learner named by ``cfg.algorithm`` (see :mod:`metanlp.core.registry`), configured from ``cfg``.
 
     This is the one way a learner is built (meta-training, adaptation, evaluation, both families).
@@ -62,12 +66,14 @@ def build_learner(cfg: MetaConfig, meta_params: Params | None = None) -> MetaLea
     Args:
         cfg: the ``meta`` section (with the adaptation budget already applied for adaptation-time learners).
         meta_params: the meta-parameters; when given, ``bind`` creates the learner's extras from them.
+        budget: the adaptation budget (:func:`~metanlp.core.comparison.adaptation_budget`); FOMAML's inner loop
+            follows it (None = plain SGD steps).
 
     Raises:
         ValueError: the name is unknown or its module is not available in this version.
     """
     cls = registry.load_object(registry.learner_target(cfg.algorithm))
-    learner = cls.from_config(cfg)
+    learner = cls.from_config(cfg, budget)
     if meta_params is not None:
         learner.bind(meta_params)
     return learner
@@ -88,8 +94,11 @@ def adaptation_learner(cfg: Any, meta_params: Params | None = None) -> MetaLearn
 
     from metanlp.core.comparison import adaptation_budget
 
-    steps, lr = adaptation_budget(cfg)
-    learner = build_learner(replace(cfg.meta, inner_steps=steps, inner_lr=lr), meta_params)
+    budget = adaptation_budget(cfg)
+    meta = cfg.meta
+    if cfg.adapt.procedure == "inner_loop":  # SGD learners take adapt.steps/adapt.lr as their inner loop's
+        meta = replace(cfg.meta, inner_steps=budget.steps, inner_lr=budget.lr)
+    learner = build_learner(meta, meta_params, budget)
     if cfg.adapter.init:
         load_learner_extras(learner, cfg.adapter.init, cfg.meta.algorithm)
     return learner

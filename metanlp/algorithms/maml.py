@@ -69,8 +69,8 @@ class MAML(MetaLearner):
     inner_steps: int = 5
 
     @classmethod
-    def from_config(cls, cfg: MetaConfig) -> MAML:
-        """Build from ``meta.inner_lr`` and ``meta.inner_steps``."""
+    def from_config(cls, cfg: MetaConfig, budget: Any = None) -> MAML:
+        """Build from ``meta.inner_lr`` and ``meta.inner_steps`` (its inner loop is differentiable SGD: no ``budget``)."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps)
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:

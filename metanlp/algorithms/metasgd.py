@@ -65,8 +65,9 @@ class MetaSGD(MetaLearner):
     lrs: dict[str, torch.nn.Parameter] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: MetaConfig) -> MetaSGD:
-        """Build from ``meta.inner_lr`` (initial rates), ``meta.inner_steps`` and ``meta.micro_batch``."""
+    def from_config(cls, cfg: MetaConfig, budget: Any = None) -> MetaSGD:
+        """Build from ``meta.inner_lr`` (initial rates), ``meta.inner_steps`` and ``meta.micro_batch`` (its rates are
+        meta-learned: no ``budget``)."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, micro_batch=cfg.micro_batch)
 
     def bind(self, meta_params: Params) -> dict[str, torch.nn.Parameter]:

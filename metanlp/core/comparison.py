@@ -6,6 +6,7 @@ and score them with :func:`compare`, so the same name always means the same proc
 
 - ``prompting`` (0): the pretrained backbone, no training, the query read with in-context examples (translation);
 - ``centroid`` (a): the frozen backbone's nearest class centroid (the prototype head, no adaptation step);
+- ``logreg`` (e): logistic regression on the frozen backbone's embeddings (text; the family builds the row);
 - ``finetune`` (b): LoRA fine-tuned on the support set from the pretrained backbone (the transfer baseline);
 - ``meta`` (c): the meta-learned init, adapted by the learner's own inner loop with the same budget;
 - ``multitask`` (d): a multi-task transfer adapter (trained on the meta-train tasks as one problem), adapted like
@@ -25,8 +26,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from metanlp.algorithms.base import MetaLearner
+from metanlp.core.adaptation import adapt
+from metanlp.core.budget import AdaptBudget, budget_from_config
 from metanlp.core.config import EVAL_METHODS
-from metanlp.core.inner_loop import inner_loop
 from metanlp.core.metrics import PER_EXAMPLE, bootstrap_ci95, mean_ci95
 from metanlp.core.protocols import Batch, Params, TaskFamily
 
@@ -45,20 +47,18 @@ log = logging.getLogger(__name__)
 
 METHODS = EVAL_METHODS
 #: README letters; the same letter means the same method in both families.
-LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)"}
+LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)", "logreg": "(e)"}
 
 
-def adaptation_budget(cfg: Any) -> tuple[int, float]:
-    """``(steps, lr)`` of adaptation for every method that adapts: ``adapt.steps`` / ``adapt.lr`` when set, else
-    the inner loop's ``meta.inner_steps`` / ``meta.inner_lr`` (-1 means "not set"; the config rejects other negative
-    values), so that adaptation is the procedure meta-training optimised.
+def adaptation_budget(cfg: Any) -> AdaptBudget:
+    """The :class:`~metanlp.core.budget.AdaptBudget` of every method that adapts, from the recipe's ``adapt`` section
+    (``meta.inner_steps``/``meta.inner_lr`` fill ``adapt.steps``/``adapt.lr`` = -1 under ``adapt.procedure:
+    inner_loop``; ``meta.micro_batch`` bounds memory). FOMAML's meta-training inner loop runs its first steps.
 
     Args:
         cfg: the recipe.
     """
-    steps = cfg.adapt.steps if cfg.adapt.steps >= 0 else cfg.meta.inner_steps
-    lr = cfg.adapt.lr if cfg.adapt.lr >= 0 else cfg.meta.inner_lr
-    return steps, lr
+    return budget_from_config(cfg.adapt, cfg.meta.inner_steps, cfg.meta.inner_lr, cfg.meta.micro_batch)
 
 
 @dataclass
@@ -82,33 +82,33 @@ class Method:
 def standard_methods(
     names: list[str] | tuple[str, ...],
     pretrained: Params,
-    steps: int,
-    lr: float,
-    micro_batch: int = 0,
+    budget: AdaptBudget,
     meta: Params | None = None,
     learner: MetaLearner | None = None,
     multitask: Params | None = None,
+    seed: int = 0,
 ) -> list[Method]:
-    """The rows named in ``names`` (a subset of :data:`METHODS` except ``prompting``, which a family builds with its
-    own read), all with the same adaptation budget.
+    """The rows named in ``names`` (a subset of :data:`METHODS` except ``prompting`` and ``logreg``, which a family
+    builds itself), all with the same adaptation budget.
 
-    ``finetune`` and ``multitask`` run the plain inner loop (``steps`` SGD steps at ``lr``); ``meta`` runs
-    ``learner.adapt`` (for FOMAML the same steps; Meta-SGD uses its meta-learned rates).
+    ``finetune`` and ``multitask`` run :func:`metanlp.core.adaptation.adapt` with ``budget`` (mini-batch order from
+    ``seed``); ``meta`` runs ``learner.adapt`` (FOMAML: the same budget; Meta-SGD: its meta-learned rates).
 
     Raises:
         ValueError: an unknown name, or ``meta``/``multitask`` without their weights (the message says which key
             provides them).
     """
-    unknown = [m for m in names if m not in METHODS or m == "prompting"]
+    own = ("prompting", "logreg")
+    unknown = [m for m in names if m not in METHODS or m in own]
     if unknown:
-        raise ValueError(f"unknown evaluation method(s) {unknown}; choose from {[m for m in METHODS if m != 'prompting']}")
+        raise ValueError(f"unknown evaluation method(s) {unknown}; choose from {[m for m in METHODS if m not in own]}")
     if "meta" in names and (meta is None or learner is None):
         raise ValueError("method 'meta' needs a meta-learned adapter: set adapter.init to a meta-train output")
     if "multitask" in names and multitask is None:
         raise ValueError("method 'multitask' needs a multi-task adapter: set adapter.multitask_init")
 
     def plain(task: TaskFamily, init: Params, support: Batch) -> Params:
-        return inner_loop(task, task.init_fast_weights(init, support), support, steps, lr, micro_batch)
+        return adapt(task, init, support, budget, seed)
 
     rows = {
         "centroid": lambda: Method("centroid", pretrained),

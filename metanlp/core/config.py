@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from metanlp.core import registry
+from metanlp.core.budget import AdaptConfig
+from metanlp.core.errors import ConfigError
 
 __all__ = [
     "AdaptConfig",
@@ -40,11 +42,7 @@ __all__ = [
 
 
 #: Every evaluation method name (what each means: :mod:`metanlp.core.comparison`).
-EVAL_METHODS = ("prompting", "centroid", "finetune", "meta", "multitask")
-
-
-class ConfigError(ValueError):
-    """A recipe (YAML file or ``--set`` override) is malformed; the message names the file and dotted key."""
+EVAL_METHODS = ("prompting", "centroid", "logreg", "finetune", "meta", "multitask")
 
 
 def launcher_env() -> dict[str, str]:
@@ -198,8 +196,11 @@ class MetaConfig:
     Attributes:
         algorithm: ``fomaml`` (Finn et al. 2017 sec. 5.2; default), ``maml``, ``reptile``, ``metasgd``, ``anil``,
             ``protonet``.
-        inner_lr: inner learning rate of the SGD adaptation steps on the support set.
-        inner_steps: adaptation steps in the inner loop (full-batch on the support set).
+        inner_lr: inner learning rate of the SGD inner loop (MAML, Reptile, Meta-SGD's starting rates, and FOMAML
+            when ``adapt.procedure: inner_loop``); FOMAML with ``adapt.procedure: budget`` uses ``adapt.lr``.
+        inner_steps: inner-loop steps per episode at meta-training. FOMAML with ``adapt.procedure: budget`` runs the
+            first ``inner_steps`` steps of the adaptation schedule (``adapt.*``), so meta-training optimises the
+            start of what adaptation does; the other learners take full-batch SGD steps at ``inner_lr``.
         head_scale: temperature of the prototype-initialised head (logits = scale * -squared distance).
         micro_batch: examples per forward/backward pass in the inner loop and query gradient; gradients are
             accumulated, so steps stay full-batch. Bounds activation memory (0 = whole support/query set).
@@ -247,25 +248,6 @@ class MetaConfig:
 
 
 @dataclass
-class AdaptConfig:
-    """Adaptation to a new task (the same procedure as the inner loop, by default with its budget).
-
-    Attributes:
-        steps: adaptation steps; -1 = ``meta.inner_steps``.
-        lr: learning rate of the adaptation steps; -1 = ``meta.inner_lr``.
-    """
-
-    steps: int = -1
-    lr: float = -1.0
-
-    def __post_init__(self) -> None:
-        if self.steps < -1:
-            raise ConfigError(f"adapt.steps={self.steps}: use -1 (= meta.inner_steps) or a number of steps >= 0")
-        if self.lr != -1 and self.lr <= 0:
-            raise ConfigError(f"adapt.lr={self.lr}: use -1 (= meta.inner_lr) or a learning rate > 0")
-
-
-@dataclass
 class EvalConfig:
     """Evaluation episodes on the meta-test split.
 
@@ -274,15 +256,16 @@ class EvalConfig:
         n_way: classes per evaluation episode; 0 = all-way.
         k_shots: the K values to evaluate (one set of episodes each).
         q_query: query examples per class (capped by what each class has after its support).
-        methods: which of ``centroid`` (frozen nearest class centroid), ``finetune`` (LoRA from the pretrained
-            backbone) and ``meta`` (LoRA from the meta-learned init) to run.
+        methods: which of ``centroid`` (frozen nearest class centroid), ``logreg`` (logistic regression on the
+            frozen embeddings), ``finetune`` (LoRA from the pretrained backbone), ``meta`` (LoRA from the
+            meta-learned init) and ``multitask`` (LoRA from ``adapter.multitask_init``) to run.
     """
 
     episodes: int = 5
     n_way: int = 0
     k_shots: list[int] = field(default_factory=lambda: [5])
     q_query: int = 10
-    methods: list[str] = field(default_factory=lambda: ["centroid", "finetune", "meta"])
+    methods: list[str] = field(default_factory=lambda: ["centroid", "logreg", "finetune", "meta"])
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in EVAL_METHODS]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from metanlp.core.config import ConfigError
-
 __all__ = ["USER_ERRORS", "ConfigError", "HubError"]
+
+
+class ConfigError(ValueError):
+    """A recipe (YAML file or ``--set`` override) is malformed; the message names the file and dotted key."""
 
 
 class HubError(RuntimeError):

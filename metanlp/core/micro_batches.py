@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["micro_batches"]
+__all__ = ["micro_batches", "trim"]
 
 #: Tensor name -> ``(n, ...)`` tensor (``metanlp.core.protocols.Batch``; spelled out so this module imports nothing of metanlp).
 Batch = dict[str, torch.Tensor]
@@ -47,9 +47,18 @@ def micro_batches(
     for i in range(0, n, size):
         idx = order[i : i + size]
         chunk = {k: v[idx] for k, v in batch.items()}
-        used = torch.nonzero(chunk["attention_mask"].any(0)).flatten()
-        width = int(used.max()) + 1 if used.numel() else 1
-        for k in sequence_keys:
-            if k in chunk and chunk[k].dim() >= 2:
-                chunk[k] = chunk[k][:, :width]
-        yield idx, chunk
+        yield idx, trim(chunk, sequence_keys)
+
+
+def trim(batch: Batch, sequence_keys: tuple[str, ...] | list[str]) -> Batch:
+    """``batch`` with its right-padded ``sequence_keys`` cut after the last column that holds a real token.
+
+    A mini-batch drawn from a support set padded to its longest text pays only for its own longest; a batch without
+    ``attention_mask`` (or no ``sequence_keys``) is returned as is.
+    """
+    mask = batch.get("attention_mask")
+    if not sequence_keys or mask is None or mask.dim() != 2:
+        return batch
+    used = torch.nonzero(mask.any(0)).flatten()
+    width = int(used.max()) + 1 if used.numel() else 1
+    return {k: v[:, :width] if k in sequence_keys and v.dim() >= 2 else v for k, v in batch.items()}

@@ -5,8 +5,14 @@ from pathlib import Path
 import pytest
 
 from metanlp.algorithms.fomaml import FOMAML
+from metanlp.core.budget import AdaptBudget
 from metanlp.core.comparison import Method, compare, format_table, metric_records, standard_methods
 from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.baselines import (
+    classification_methods,
+    logistic_regression_head,
+    logistic_regression_predict,
+)
 from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
 
 
@@ -20,26 +26,27 @@ def test_methods_beat_chance_on_held_out_icd_chapters(icd_setup) -> None:
     cfg, setup, corpus, splits = icd_setup
     sampler = make_sampler(cfg, corpus, splits.test, "test", n_way=8, k_shot=5, q_query=5)
     episodes = [sampler.sample(i) for i in range(2)]
-    methods = standard_methods(["centroid", "finetune", "meta"], setup.pretrained, 2, 0.5, 0, setup.meta_params,
-                               FOMAML(0.5, 2))  # fmt: skip
+    budget = AdaptBudget(batch_size=16, steps=4)  # the default procedure, few steps
+    methods = classification_methods(["centroid", "logreg", "finetune", "meta"], setup.pretrained, budget,
+                                     setup.meta_params, FOMAML(budget=budget))  # fmt: skip
     results = compare(setup.task, episodes, methods, progress=False)
     chance = 1 / 8
     for method, scores in results.items():
         mean_acc = sum(scores["accuracy"]) / len(scores["accuracy"])
         assert mean_acc > 3 * chance, f"{method}: accuracy {mean_acc:.2f} is not clearly above chance {chance:.2f}"
     records = metric_records(results, n_way=8, k_shot=5)
-    assert {r["method"] for r in records} == {"centroid", "finetune", "meta"}
+    assert {r["method"] for r in records} == {"centroid", "logreg", "finetune", "meta"}
     assert "centroid" in format_table(records)
 
 
 def test_unknown_method_and_missing_meta_weights(icd_setup) -> None:
     _, setup, _, _ = icd_setup
     with pytest.raises(ValueError, match="unknown evaluation method"):
-        standard_methods(["magic"], setup.pretrained, 1, 0.1)
+        standard_methods(["magic"], setup.pretrained, AdaptBudget())
     with pytest.raises(ValueError, match="adapter.init"):
-        standard_methods(["meta"], setup.pretrained, 1, 0.1)
+        standard_methods(["meta"], setup.pretrained, AdaptBudget())
     with pytest.raises(ValueError, match="adapter.multitask_init"):
-        standard_methods(["multitask"], setup.pretrained, 1, 0.1)
+        standard_methods(["multitask"], setup.pretrained, AdaptBudget())
 
 
 def test_reads_score_one_adaptation_several_ways(icd_setup) -> None:
@@ -52,3 +59,13 @@ def test_reads_score_one_adaptation_several_ways(icd_setup) -> None:
                       progress=False)  # fmt: skip
     assert set(results) == {"centroid", "centroid+4"}
     assert results["centroid"]["seconds"] == results["centroid+4"]["seconds"]
+
+
+def test_logreg_head_predicts_as_scikit_learn_does(icd_setup) -> None:
+    cfg, setup, corpus, splits = icd_setup
+    ep = make_sampler(cfg, corpus, splits.test, "test", n_way=6, k_shot=3, q_query=4).sample(0)
+    support, query = setup.task.batches(ep)
+    fast = logistic_regression_head(setup.task, setup.pretrained, support)
+    expected = logistic_regression_predict(setup.task, setup.pretrained, support, query)
+    assert setup.task.predict(fast, query).tolist() == expected.tolist()
+    assert fast.keys() == setup.task.init_fast_weights(setup.pretrained, support).keys()

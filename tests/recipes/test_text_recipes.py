@@ -37,7 +37,7 @@ def test_meta_train_writes_adapter_log_and_metrics(meta_run: Path) -> None:
     assert [e["step"] for e in log] == [1, 2, 3] and "val_accuracy" in log[-1]
     metrics = json.loads((meta_run / "metrics.json").read_text())
     methods = {r["method"] for r in metrics["records"] if r["metric"] == "accuracy"}
-    assert methods == {"centroid", "finetune", "meta"}
+    assert methods == {"centroid", "logreg", "finetune", "meta"}
     assert all({"mean", "ci95", "n_way", "k_shot", "episodes"} <= set(r) for r in metrics["records"])
     assert (meta_run / "recipe.yaml").is_file() and (meta_run / "run_info.json").is_file()
 
@@ -69,7 +69,7 @@ def test_adapt_saves_stock_peft_adapter_and_predictions(meta_run: Path, tmp_path
     cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", TINY + _small_task(tmp_path, root) + [
         f"adapter.init={meta_run / 'adapter'}", f"run.output_dir={out}"])  # fmt: skip
     summary = adapt.run(cfg)
-    assert {r["method"] for r in summary["records"]} == {"centroid", "finetune", "meta"}
+    assert {r["method"] for r in summary["records"]} == {"centroid", "logreg", "finetune", "meta"}
     meta = json.loads((out / "adapter" / "metanlp.json").read_text())
     assert len(meta["labels"]) == 4 and meta["method"] == "meta"
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

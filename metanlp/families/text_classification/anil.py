@@ -82,8 +82,8 @@ class ANIL(MetaLearner):
     inner_steps: int = 5
 
     @classmethod
-    def from_config(cls, cfg: MetaConfig) -> ANIL:
-        """Build from ``meta.inner_lr`` and ``meta.inner_steps``."""
+    def from_config(cls, cfg: MetaConfig, budget: Any = None) -> ANIL:
+        """Build from ``meta.inner_lr`` and ``meta.inner_steps`` (head-only SGD inner loop; no ``budget``)."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps)
 
     def adapt(self, task: EmbeddingFamily, meta_params: Params, support: Batch) -> Params:

@@ -16,9 +16,12 @@ import logging
 import numpy as np
 import torch
 
+from metanlp.algorithms.base import MetaLearner
+from metanlp.core.budget import AdaptBudget
+from metanlp.core.comparison import Method, standard_methods
 from metanlp.core.protocols import Batch, EmbeddingFamily, Params
 
-__all__ = ["frozen_embeddings", "logistic_regression_predict"]
+__all__ = ["classification_methods", "frozen_embeddings", "logistic_regression_head", "logistic_regression_predict"]
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +87,57 @@ def logistic_regression_predict(
     clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
     clf.fit(x_support, labels)
     return torch.as_tensor(clf.predict(x_query), dtype=torch.long)
+
+
+def logistic_regression_head(
+    task: EmbeddingFamily, params: Params, support: Batch, c: float = 1.0, max_iter: int = 1000, seed: int = 0
+) -> Params:
+    """Fast weights whose linear head is a logistic regression fitted on the frozen support embeddings.
+
+    The text family's head is linear on the pooled embedding (``logits = emb @ W.T + b``), so scikit-learn's
+    ``coef_`` ``(N, hidden)`` and ``intercept_`` ``(N,)`` are that head: the row scores, saves and predicts like
+    every other adapter. The LoRA weights in ``params`` are left as they are (not trained).
+
+    Args:
+        task: the text family (``embed``, ``init_fast_weights``, ``head_weight``/``head_bias``).
+        params: adapter weights to embed with (the pretrained LoRA, ``B = 0``, for the baseline).
+        support: labelled support batch, ``labels`` ``(n_support,)`` in ``[0, N)``.
+        c, max_iter, seed: scikit-learn's ``C``, L-BFGS iterations and ``random_state``.
+
+    Raises:
+        ValueError: the support has fewer than two classes.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = support["labels"].cpu().numpy()
+    if len(np.unique(labels)) < 2:
+        raise ValueError("logistic regression needs at least two classes in the support set")
+    fast = task.init_fast_weights(params, support)  # type: ignore[attr-defined]
+    w_key, b_key = task.head_weight, task.head_bias  # type: ignore[attr-defined]
+    x = frozen_embeddings(task, fast, support).cpu().numpy()
+    clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit(x, labels)
+    fast[w_key] = torch.as_tensor(clf.coef_, dtype=fast[w_key].dtype, device=fast[w_key].device)
+    fast[b_key] = torch.as_tensor(clf.intercept_, dtype=fast[b_key].dtype, device=fast[b_key].device)
+    return fast
+
+
+def classification_methods(
+    names: list[str] | tuple[str, ...],
+    pretrained: Params,
+    budget: AdaptBudget,
+    meta: Params | None = None,
+    learner: MetaLearner | None = None,
+    multitask: Params | None = None,
+    seed: int = 0,
+) -> list[Method]:
+    """The text family's rows in the order of ``names``: ``logreg`` built here (logistic regression on the frozen
+    pretrained embeddings), the rest by :func:`metanlp.core.comparison.standard_methods` with ``budget``.
+
+    Raises:
+        ValueError: see :func:`~metanlp.core.comparison.standard_methods`.
+    """
+    shared = standard_methods([n for n in names if n != "logreg"], pretrained, budget, meta, learner, multitask, seed)
+    by_name = {m.name: m for m in shared}
+    logreg = Method("logreg", pretrained, lambda task, init, support: logistic_regression_head(task, init, support,
+                                                                                                  seed=seed))  # fmt: skip
+    return [logreg if n == "logreg" else by_name[n] for n in names]

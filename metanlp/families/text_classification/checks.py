@@ -14,7 +14,7 @@ from metanlp.families.text_classification.data import Episode, load_corpus, spli
 __all__ = ["check_inputs", "support_episode"]
 
 #: The ``eval.methods`` this family runs.
-TEXT_METHODS = ("centroid", "finetune", "meta")
+TEXT_METHODS = ("centroid", "logreg", "finetune", "meta")
 
 
 def support_episode(cfg: Any) -> Episode:

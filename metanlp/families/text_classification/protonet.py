@@ -35,7 +35,7 @@ class ProtoNet(MetaLearner):
     """
 
     @classmethod
-    def from_config(cls, cfg: MetaConfig) -> ProtoNet:
+    def from_config(cls, cfg: MetaConfig, budget: Any = None) -> ProtoNet:
         """ProtoNet takes nothing from ``meta`` (the temperature is the family's ``head_scale``)."""
         return cls()
 

@@ -143,7 +143,7 @@ def test_cli_meta_trains_from_a_plain_text_file(tmp_path: Path, texts, root: Pat
     meta = json.loads((out / "adapter" / "metanlp.json").read_text())
     assert meta["data"] == str(pile) and meta["meta_train_classes"] == []
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {r["method"] for r in metrics["records"]} == {"centroid", "finetune", "meta"}
+    assert {r["method"] for r in metrics["records"]} == {"centroid", "logreg", "finetune", "meta"}
 
 
 def test_cli_reports_a_missing_text_file_in_one_line(tmp_path: Path, root: Path, capsys) -> None:  # noqa: ANN001

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from metanlp.core.comparison import adaptation_budget, compare, format_table, me
 from metanlp.core.config import RecipeConfig
 from metanlp.core.files import read_metadata, write_text_atomic
 from metanlp.core.inner_loop import copy_into
+from metanlp.core.protocols import Params
 from metanlp.core.readers import read_texts
 from metanlp.core.recipe_loading import recipe_to_yaml
 from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import save_adapter, write_json_atomic
 from metanlp.families.text_classification.adapter import head_names, predict_texts, set_head
+from metanlp.families.text_classification.baselines import classification_methods
 from metanlp.families.text_classification.checks import support_episode
 from metanlp.families.text_classification.setup import build_classification
 
@@ -50,6 +53,16 @@ def _init_provenance(init: str) -> dict[str, Any]:
             "init_algorithm": meta.get("algorithm", "")}  # fmt: skip
 
 
+def _remembered(fn: Callable[..., Params], store: list[Params]) -> Callable[..., Params]:
+    """``fn`` that also appends what it returns to ``store``."""
+
+    def wrapped(*args: Any) -> Params:
+        store.append(fn(*args))
+        return store[-1]
+
+    return wrapped
+
+
 def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Adapt every ``eval.methods`` row to the support set, score them on ``data.eval``, save the adapter of
     ``meta`` (or ``finetune`` when no ``adapter.init``), label ``data.predict``.
@@ -63,22 +76,27 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     provenance = _init_provenance(cfg.adapter.init)
     setup = build_classification(cfg)
     learner = adaptation_learner(cfg, setup.meta_params)
-    steps, lr = adaptation_budget(cfg)
+    budget = adaptation_budget(cfg)
     has_init = bool(cfg.adapter.init)
     names = [m for m in cfg.eval.methods if has_init or m != "meta"]
-    methods = standard_methods(names, setup.pretrained, steps, lr, cfg.meta.micro_batch, setup.meta_params, learner)
+    methods = classification_methods(names, setup.pretrained, budget, setup.meta_params, learner, seed=cfg.run.seed)
+    # the adapter that is kept: the meta-learned init adapted, or the plain fine-tune when no init was given; when it
+    # is also a row of the comparison, its adaptation there is the one kept (adapted once, timed once)
+    kept = standard_methods(["meta" if has_init else "finetune"], setup.pretrained, budget, setup.meta_params, learner,
+                            seed=cfg.run.seed)[0]  # fmt: skip
+    adapted: list[Params] = []
+    for m in methods:
+        if m.name == kept.name and m.adapt is not None:
+            m.adapt = _remembered(m.adapt, adapted)
     summary: dict[str, Any] = {"labels": episode.label_names, "support_examples": len(episode.support_texts)}
     k = min(episode.support_labels.count(i) for i in range(episode.n_way))
     if episode.query_texts:
         results = compare(setup.task, [episode], methods, cfg.run.progress)
-        summary["records"] = metric_records(results, n_way=episode.n_way, k_shot=k, adapt_steps=steps,
+        summary["records"] = metric_records(results, n_way=episode.n_way, k_shot=k, adapt=budget.describe(),
                                             query_examples=len(episode.query_texts), data=cfg.data.eval)  # fmt: skip
         log.debug("results on %s:\n%s", cfg.data.eval, format_table(summary["records"]))
-    # the adapter that is kept: the meta-learned init adapted, or the plain fine-tune when no init was given
-    kept = standard_methods(["meta" if has_init else "finetune"], setup.pretrained, steps, lr, cfg.meta.micro_batch,
-                            setup.meta_params, learner)[0]  # fmt: skip
     support, _ = setup.task.batches(episode)
-    fast = kept.adapt(setup.task, kept.init, support)  # type: ignore[misc]
+    fast = adapted[0] if adapted else kept.adapt(setup.task, kept.init, support)  # type: ignore[misc]
     w_name, b_name = head_names(setup.model)
     copy_into(setup.meta_params, fast)
     set_head(setup.model, fast[w_name], fast[b_name])

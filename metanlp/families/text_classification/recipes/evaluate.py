@@ -12,10 +12,11 @@ from typing import Any
 
 from metanlp.algorithms.base import MetaLearner, adaptation_learner
 from metanlp.core.checks import check_inputs
-from metanlp.core.comparison import adaptation_budget, compare, format_table, metric_records, standard_methods
+from metanlp.core.comparison import adaptation_budget, compare, format_table, metric_records
 from metanlp.core.config import RecipeConfig
 from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
+from metanlp.families.text_classification.baselines import classification_methods
 from metanlp.families.text_classification.data import LabelledCorpus
 from metanlp.families.text_classification.setup import (
     ClassificationSetup,
@@ -31,16 +32,16 @@ def evaluate_split(
     cfg: RecipeConfig, setup: ClassificationSetup, learner: MetaLearner, corpus: LabelledCorpus, classes: list[str]
 ) -> list[dict[str, Any]]:
     """Evaluate every ``eval.methods`` on ``eval.episodes`` episodes of ``classes`` for each K in ``eval.k_shots``."""
-    steps, lr = adaptation_budget(cfg)
-    methods = standard_methods(cfg.eval.methods, setup.pretrained, steps, lr, cfg.meta.micro_batch,
-                               setup.meta_params, learner)  # fmt: skip
+    budget = adaptation_budget(cfg)
+    methods = classification_methods(cfg.eval.methods, setup.pretrained, budget, setup.meta_params, learner,
+                               seed=cfg.run.seed)  # fmt: skip
     records: list[dict[str, Any]] = []
     for k in cfg.eval.k_shots:
         n_way = cfg.eval.n_way or len(classes)
         sampler = make_sampler(cfg, corpus, classes, "test", n_way, k, cfg.eval.q_query)
         episodes = [sampler.sample(i, rank=1_000_003) for i in range(cfg.eval.episodes)]  # never a training index
         results = compare(setup.task, episodes, methods, cfg.run.progress)
-        records += metric_records(results, n_way=n_way, k_shot=k, adapt_steps=steps, adapt_lr=lr,
+        records += metric_records(results, n_way=n_way, k_shot=k, adapt=budget.describe(),
                                   dataset=corpus.source, algorithm=cfg.meta.algorithm)  # fmt: skip
     log.debug("meta-test results (%s):\n%s", corpus.source, format_table(records))
     return records

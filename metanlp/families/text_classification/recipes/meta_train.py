@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from metanlp.algorithms.base import adaptation_learner, build_learner
 from metanlp.core.checks import check_inputs
+from metanlp.core.comparison import adaptation_budget
 from metanlp.core.config import RecipeConfig
 from metanlp.core.meta_train import meta_train
 from metanlp.core.recipe_loading import recipe_to_yaml
@@ -57,7 +58,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         n_val = min(t.n_way or len(splits.val), len(splits.val))
         val = make_sampler(cfg, corpus, splits.val, "val", n_val, t.k_shot, t.q_query)
         val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
-    learner = build_learner(cfg.meta, setup.meta_params)
+    learner = build_learner(cfg.meta, setup.meta_params, adaptation_budget(cfg))  # inner loop: the first steps
     if accelerator.trackers is not None and is_tensorboard_available():
         accelerator.init_trackers("meta_train")
     result = meta_train(setup.task, learner, setup.meta_params, lambda i: train.sample(i), cfg.meta,

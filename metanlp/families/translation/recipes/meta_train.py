@@ -21,6 +21,7 @@ from accelerate import Accelerator
 
 from metanlp.algorithms import build_learner
 from metanlp.core.checks import check_inputs
+from metanlp.core.comparison import adaptation_budget
 from metanlp.core.config import RecipeConfig
 from metanlp.core.meta_train import meta_train
 from metanlp.core.multitask import equal_compute_passes, multitask_train
@@ -51,7 +52,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     setup = build_translation(cfg, texts, train_langs)
     setup.model.to(accelerator.device)
     sampler = PairEpisodeSampler(corpus, splits.train, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed)
-    learner = build_learner(cfg.meta)
+    learner = build_learner(cfg.meta, budget=adaptation_budget(cfg))  # inner loop: the first steps of adapt.*
     val_eps = None
     if splits.val and cfg.meta.eval_every:  # meta-val language pairs: adapt, translate the query set, chrF
         val = PairEpisodeSampler(corpus, splits.val, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed + 1)

@@ -124,12 +124,12 @@ def compare_methods(
     episode = PairEpisode(src, tgt, support_pairs, eval_pairs)
     zero_shot = lambda ep: task.encode(ep.query, src, tgt)  # noqa: E731
     prompted = lambda ep: task.encode(ep.query, src, tgt, ep.support[: t.prompt_shots])  # noqa: E731
-    steps, lr = adaptation_budget(cfg)
+    budget = adaptation_budget(cfg)
     names = ["finetune"] + (["multitask"] if cfg.adapter.multitask_init else []) + (["meta"] if cfg.adapter.init else [])
     multitask = lora_weights(setup, cfg.adapter.multitask_init) if cfg.adapter.multitask_init else None
     methods = [Method("prompting", setup.pretrained, reads={"": prompted})]
-    methods += standard_methods(names, setup.pretrained, steps, lr, cfg.meta.micro_batch, setup.meta_params,
-                                learner, multitask)  # fmt: skip
+    methods += standard_methods(names, setup.pretrained, budget, setup.meta_params, learner, multitask,
+                                seed=cfg.run.seed)  # fmt: skip
     for m in methods[1:]:
         m.reads = {"": zero_shot}
         if m.name == ("meta" if cfg.adapter.init else "finetune"):
@@ -165,16 +165,16 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     keep = read_metadata(cfg.adapter.multitask_init).get("vocab_pruning", {}) if cfg.adapter.multitask_init else {}
     setup = build_translation(cfg, vocab_texts, [src, tgt], keep_ids=keep.get("kept"))
     task = setup.task
-    steps, lr = adaptation_budget(cfg)
+    budget = adaptation_budget(cfg)
     learner = adaptation_learner(cfg, setup.meta_params)
     support = task.encode(support_pairs, src, tgt)
     start = time.perf_counter()
     with torch.enable_grad():
         fast = learner.adapt(task, setup.meta_params, support)
     seconds = time.perf_counter() - start
-    log.info("adapted to %s->%s on %d pairs in %.0f s (%d steps, lr %g)", src, tgt, len(support_pairs), seconds,
-             steps, lr)  # fmt: skip
-    metrics: dict[str, Any] = {"adapt_seconds": seconds, "support_pairs": len(support_pairs), "steps": steps, "lr": lr}
+    log.info("adapted to %s->%s on %d pairs in %.0f s (%s)", src, tgt, len(support_pairs), seconds,
+             budget.describe())  # fmt: skip
+    metrics: dict[str, Any] = {"adapt_seconds": seconds, "support_pairs": len(support_pairs), "adapt": budget.describe()}
     if eval_pairs:
         metrics["methods"] = compare_methods(cfg, setup, learner, support_pairs, eval_pairs, fast)
         metrics["eval_pairs"] = len(eval_pairs)
