@@ -2,9 +2,10 @@
 
 Run: ``metanlp adapt recipes/text_classification/text_new_categories.yaml [--set data.support=my.csv ...]``.
 Reads ``data.support`` (``text,label``: the K examples per new class), optionally ``data.eval`` (labelled, to score
-(a) centroid, (b) fine-tune from the pretrained backbone, (c) the meta-learned init) and ``data.predict``
-(unlabelled). Writes ``run.output_dir``/{adapter/ (stock peft folder with head + label map), metrics.json,
-predictions.jsonl, recipe.yaml}.
+(a) centroid, (b) fine-tune from the pretrained backbone, (c) the meta-learned init and, with
+``adapter.multitask_init``, (d) the multi-task transfer init fine-tuned like (b)) and ``data.predict`` (unlabelled).
+Writes ``run.output_dir``/{adapter/ (stock peft folder with head + label map), metrics.json, predictions.jsonl,
+recipe.yaml}.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import save_adapter, write_json_atomic
 from metanlp.families.text_classification.adapter import head_names, predict_texts, set_head
 from metanlp.families.text_classification.checks import support_episode
+from metanlp.families.text_classification.multitask import load_multitask_init
+from metanlp.families.text_classification.recipes.evaluate import method_names
 from metanlp.families.text_classification.setup import build_classification
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,12 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     learner = adaptation_learner(cfg, setup.meta_params)
     steps, lr = adaptation_budget(cfg)
     has_init = bool(cfg.adapter.init)
-    names = [m for m in cfg.eval.methods if has_init or m != "meta"]
-    methods = standard_methods(names, setup.pretrained, steps, lr, cfg.meta.micro_batch, setup.meta_params, learner)
+    multitask = None
+    if cfg.adapter.multitask_init:  # (d): its LoRA, the model keeps adapter.init's
+        multitask = load_multitask_init(setup.model, cfg.adapter.multitask_init, cfg.model.name)
+    names = method_names([m for m in cfg.eval.methods if has_init or m != "meta"], multitask)
+    methods = standard_methods(names, setup.pretrained, steps, lr, cfg.meta.micro_batch, setup.meta_params, learner,
+                               multitask)  # fmt: skip
     summary: dict[str, Any] = {"labels": episode.label_names, "support_examples": len(episode.support_texts)}
     k = min(episode.support_labels.count(i) for i in range(episode.n_way))
     if episode.query_texts:
