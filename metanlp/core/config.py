@@ -97,9 +97,9 @@ class AdapterConfig:
             cache (every pass runs the whole encoder).
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
-        multitask_init: translation only: folder of the multi-task transfer adapter (``metanlp meta-train`` output
-            ``multitask_adapter/``, see ``translation.multitask_baseline``); ``new_language_pair`` adapts it too and
-            scores it on ``data.eval`` as method (b). Empty = no (b) row.
+        multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output
+            ``multitask_adapter/``, see ``translation.multitask_baseline`` / ``text_classification.multitask_baseline``);
+            ``adapt`` and ``evaluate`` adapt it like the fine-tune and score it as method (d). Empty = no (d) row.
     """
 
     r: int = 8

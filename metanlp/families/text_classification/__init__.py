@@ -1,9 +1,10 @@
 """Text classification: episodes of labelled texts, an encoder backbone with LoRA, a prototype-initialised head.
 
-Modules: ``data`` (corpora, class splits, episodes), ``backbone`` (encoders from packaged weights), ``adapter``
-(LoRA + head), ``family`` (the :class:`~metanlp.core.protocols.TaskFamily`), ``anil`` / ``protonet`` (learners that
-need the embedding head), ``unsupervised`` (CACTUs tasks), ``setup`` (a run's pieces from a recipe),
-``classifier`` (the :class:`FewShotClassifier` API), ``recipes/`` (the scripts ``metanlp`` runs).
+Modules: ``config`` (the ``text_classification`` recipe section), ``data`` (corpora, class splits, episodes),
+``backbone`` (encoders from packaged weights), ``adapter`` (LoRA + head), ``family`` (the
+:class:`~metanlp.core.protocols.TaskFamily`), ``anil`` / ``protonet`` (learners that need the embedding head),
+``unsupervised`` (CACTUs tasks), ``multitask`` (the multi-task transfer baseline), ``setup`` (a run's pieces from a
+recipe), ``classifier`` (the :class:`FewShotClassifier` API), ``recipes/`` (the scripts ``metanlp`` runs).
 Importing this package registers the family and its learners; it imports nothing heavy.
 """
 
@@ -22,6 +23,7 @@ register_family(
         },
         predict=f"{_HERE}.classifier:predict_records",
         checks=f"{_HERE}.checks:check_inputs",
+        config_section=("text_classification", f"{_HERE}.config:TextClassificationConfig"),
         summary="N-way K-shot text classification (labels from a few examples per class)",
     )
 )

@@ -14,7 +14,7 @@ from metanlp.families.text_classification.data import Episode, load_corpus, spli
 __all__ = ["check_inputs", "support_episode"]
 
 #: The ``eval.methods`` this family runs.
-TEXT_METHODS = ("centroid", "logreg", "finetune", "meta")
+TEXT_METHODS = ("centroid", "logreg", "finetune", "meta", "multitask")
 
 
 def support_episode(cfg: Any) -> Episode:
@@ -52,24 +52,38 @@ def support_episode(cfg: Any) -> Episode:
     return Episode(s_txt, s_lab, q_txt, q_lab, labels)
 
 
-def _check_init(cfg: Any) -> None:
+def _check_init(cfg: Any, key: str, folder: str) -> None:
     from metanlp.core.files import read_metadata
 
-    meta = read_metadata(cfg.adapter.init)
+    meta = read_metadata(folder)
     if meta.get("family") != "text_classification":
-        raise ValueError(f"adapter.init={cfg.adapter.init}: family {meta.get('family')!r} is not text_classification")
+        raise ValueError(f"{key}={folder}: family {meta.get('family')!r} is not text_classification")
     if meta.get("backbone") != cfg.model.name:
-        raise ValueError(f"adapter.init={cfg.adapter.init} was meta-trained on backbone {meta.get('backbone')!r}, but "
+        raise ValueError(f"{key}={folder} was meta-trained on backbone {meta.get('backbone')!r}, but "
                          f"model.name is {cfg.model.name!r}: set model.name to it")  # fmt: skip
+
+
+def _check_multitask_baseline(cfg: Any) -> None:
+    section = getattr(cfg, "text_classification", None)
+    if section is None or not section.multitask_baseline:
+        return
+    if cfg.task.unlabelled:
+        raise ConfigError("text_classification.multitask_baseline needs labelled meta-train classes, but "
+                          "task.unlabelled is set (CACTUs pseudo-classes): drop one of them")  # fmt: skip
+    if cfg.meta.outer_steps < 1:
+        raise ConfigError("text_classification.multitask_baseline trains for meta-training's compute, but "
+                          "meta.outer_steps=0: set meta.outer_steps >= 1 or drop the baseline")  # fmt: skip
 
 
 def check_inputs(cfg: Any, verb: str) -> None:
     """Check what a ``verb`` run of the text family reads, without loading a model.
 
     Raises:
-        ConfigError: an ``eval.methods`` entry this family does not run, or ``meta`` without ``adapter.init``.
+        ConfigError: an ``eval.methods`` entry this family does not run, ``meta`` without ``adapter.init`` or
+            ``multitask`` without ``adapter.multitask_init`` (evaluate), or ``text_classification.multitask_baseline``
+            with ``task.unlabelled`` or no outer steps (meta-train).
         FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or
-            ``adapter.init`` was made for another family or backbone.
+            ``adapter.init`` / ``adapter.multitask_init`` was made for another family or backbone.
     """
     from metanlp.core.readers import read_texts
 
@@ -77,8 +91,9 @@ def check_inputs(cfg: Any, verb: str) -> None:
     if other:
         raise ConfigError(f"eval.methods={list(cfg.eval.methods)}: {other} not run by this task.family; "
                           f"choose from {', '.join(TEXT_METHODS)}")  # fmt: skip
-    if cfg.adapter.init:
-        _check_init(cfg)
+    for key, folder in (("adapter.init", cfg.adapter.init), ("adapter.multitask_init", cfg.adapter.multitask_init)):
+        if folder:
+            _check_init(cfg, key, folder)
     if verb == "adapt":
         support_episode(cfg)
         if cfg.data.predict:
@@ -87,6 +102,11 @@ def check_inputs(cfg: Any, verb: str) -> None:
     if verb == "evaluate" and "meta" in cfg.eval.methods and not cfg.adapter.init:
         raise ConfigError("eval.methods includes 'meta' but adapter.init is empty: point it at a meta-train adapter/ "
                           "or drop 'meta'")  # fmt: skip
+    if verb == "evaluate" and "multitask" in cfg.eval.methods and not cfg.adapter.multitask_init:
+        raise ConfigError("eval.methods includes 'multitask' but adapter.multitask_init is empty: point it at a "
+                          "meta-train multitask_adapter/ or drop 'multitask'")  # fmt: skip
+    if verb == "meta_train":
+        _check_multitask_baseline(cfg)
     if cfg.task.unlabelled:
         read_texts(cfg.task.unlabelled, "task.unlabelled", blank_lines="skip")
     split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)

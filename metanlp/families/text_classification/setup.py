@@ -75,8 +75,10 @@ def build_classification(cfg: RecipeConfig, load_init: bool = True) -> Classific
     return ClassificationSetup(model, tokenizer, task, lora_parameters(model), pretrained)
 
 
-def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: str) -> None:
+def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: str, key: str = "adapter.init") -> None:
     """Load a meta-learned LoRA init (``metanlp meta-train`` output) into ``model`` in place (peft's own loader).
+
+    ``key`` is the recipe key that named ``adapter_dir`` (``adapter.init``, ``adapter.multitask_init``), for messages.
 
     Raises:
         FileNotFoundError: the folder or its files are missing.
@@ -84,17 +86,17 @@ def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: st
     """
     meta = read_metadata(adapter_dir)
     if meta.get("family") != "text_classification":
-        raise ValueError(f"adapter.init={adapter_dir}: family {meta.get('family')!r} is not text_classification")
+        raise ValueError(f"{key}={adapter_dir}: family {meta.get('family')!r} is not text_classification")
     if meta.get("backbone") != backbone:
         raise ValueError(
-            f"adapter.init={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
+            f"{key}={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
             f"but model.name is {backbone!r}"
         )
     if "lora_layers" in meta and meta["lora_layers"] != lora_layer_indices(model):
-        raise ValueError(f"adapter.init={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
+        raise ValueError(f"{key}={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
                          f"gives {lora_layer_indices(model)}: set adapter.layers as in its recipe.yaml")  # fmt: skip
     load_adapter_weights(model, adapter_dir)  # LoRA + the 1-row placeholder head
-    log.info("loaded meta-learned init from %s", adapter_dir)
+    log.info("loaded %s from %s", key, adapter_dir)
 
 
 def task_samplers(cfg: RecipeConfig, corpus: LabelledCorpus | None = None) -> tuple[LabelledCorpus, ClassSplits]:

@@ -2,9 +2,10 @@
 
 Run: ``metanlp adapt recipes/text_classification/text_new_categories.yaml [--set data.support=my.csv ...]``.
 Reads ``data.support`` (``text,label``: the K examples per new class), optionally ``data.eval`` (labelled, to score
-(a) centroid, (b) fine-tune from the pretrained backbone, (c) the meta-learned init) and ``data.predict``
-(unlabelled). Writes ``run.output_dir``/{adapter/ (stock peft folder with head + label map), metrics.json,
-predictions.jsonl, recipe.yaml}.
+(a) centroid, (b) fine-tune from the pretrained backbone, (c) the meta-learned init and, with
+``adapter.multitask_init``, (d) the multi-task transfer init fine-tuned like (b)) and ``data.predict`` (unlabelled).
+Writes ``run.output_dir``/{adapter/ (stock peft folder with head + label map), metrics.json, predictions.jsonl,
+recipe.yaml}.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from metanlp.core.saving import save_adapter, write_json_atomic
 from metanlp.families.text_classification.adapter import head_names, predict_texts, set_head
 from metanlp.families.text_classification.baselines import classification_methods
 from metanlp.families.text_classification.checks import support_episode
+from metanlp.families.text_classification.multitask import load_multitask_init
+from metanlp.families.text_classification.recipes.evaluate import method_names
 from metanlp.families.text_classification.setup import build_classification
 
 log = logging.getLogger(__name__)
@@ -78,8 +81,12 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     learner = adaptation_learner(cfg, setup.meta_params)
     budget = adaptation_budget(cfg)
     has_init = bool(cfg.adapter.init)
-    names = [m for m in cfg.eval.methods if has_init or m != "meta"]
-    methods = classification_methods(names, setup.pretrained, budget, setup.meta_params, learner, seed=cfg.run.seed)
+    multitask = None
+    if cfg.adapter.multitask_init:  # (d): its LoRA, the model keeps adapter.init's
+        multitask = load_multitask_init(setup.model, cfg.adapter.multitask_init, cfg.model.name)
+    names = method_names([m for m in cfg.eval.methods if has_init or m != "meta"], multitask)
+    methods = classification_methods(names, setup.pretrained, budget, setup.meta_params, learner, multitask,
+                                     seed=cfg.run.seed)  # fmt: skip
     # the adapter that is kept: the meta-learned init adapted, or the plain fine-tune when no init was given; when it
     # is also a row of the comparison, its adaptation there is the one kept (adapted once, timed once)
     kept = standard_methods(["meta" if has_init else "finetune"], setup.pretrained, budget, setup.meta_params, learner,

@@ -4,7 +4,10 @@ Run: ``metanlp meta-train recipes/text_classification/text_meta_train.yaml [--se
 on N GPUs: ``accelerate launch --num_processes N -m metanlp meta-train RECIPE``; on N CPU processes (gloo):
 ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m metanlp meta-train RECIPE``
 (``accelerate launch --cpu`` starts a single process on one machine, huggingface/accelerate#2741).
-Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}.
+Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}, and
+with ``text_classification.multitask_baseline`` also ``multitask_adapter/``: the multi-task transfer baseline (d) at
+equal compute (:mod:`metanlp.families.text_classification.multitask`), scored beside the others in ``metrics.json``
+and by ``metanlp adapt`` / ``evaluate`` with ``adapter.multitask_init``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from metanlp.core.meta_train import meta_train
 from metanlp.core.recipe_loading import recipe_to_yaml
 from metanlp.core.run_dir import staged_run, start_meta_run
 from metanlp.core.saving import save_adapter, write_json_atomic
+from metanlp.families.text_classification.multitask import run_multitask_baseline, save_multitask_adapter
 from metanlp.families.text_classification.recipes.evaluate import evaluate_split
 from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
 
@@ -72,16 +76,23 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
                 "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
                 "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset}  # fmt: skip
     extra = learner.extra_parameters()
+    multitask = None
+    if cfg.text_classification.multitask_baseline:  # (d) from the same fresh LoRA, on the meta-train examples
+        multitask, base = run_multitask_baseline(cfg, setup, corpus, splits.train, result.steps)
+        summary["multitask"] = asdict(base)
     if cfg.eval.episodes > 0:
         eval_learner = adaptation_learner(cfg, setup.meta_params)  # budget adapt.*; extras copied over below
         for k, p in eval_learner.extra_parameters().items():
             p.data.copy_(extra[k].detach())
-        summary["records"] = evaluate_split(cfg, setup, eval_learner, corpus, splits.test)
+        summary["records"] = evaluate_split(cfg, setup, eval_learner, corpus, splits.test, multitask)
     with staged_run(cfg, "meta_train", resume=True) as out:  # outputs swapped in together; checkpoints carried over
         save_adapter(setup.model, out / "adapter", metadata, recipe_to_yaml(cfg), summary)
         if extra:
             save_file({k: v.detach().contiguous() for k, v in extra.items()},
                       str(out / "adapter" / "learner.safetensors"))  # fmt: skip
+        if multitask is not None:
+            save_multitask_adapter(setup.model, multitask, out / "multitask_adapter", metadata,
+                                   recipe_to_yaml(cfg), summary)  # fmt: skip
         write_json_atomic(out / "metrics.json", summary)
     log.info("meta-learned adapter written to %s (%.2f episodes/s, peak RSS %.0f MiB)",
              Path(cfg.run.output_dir) / "adapter", result.episodes_per_s, result.peak_rss_mib)  # fmt: skip
