@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 #: public name -> module that defines it. Imported on first use (PEP 562), so that ``import metanlp.core.hub`` or
 #: ``metanlp --help`` does not pay for torch and transformers (~5 s on 2 cores).
 _EXPORTS = {
+    "AdaptBudget": "metanlp.core.budget",
     "Episode": "metanlp.families.text_classification.data",
     "EpisodeSampler": "metanlp.families.text_classification.data",
     "FOMAML": "metanlp.algorithms.fomaml",
@@ -46,7 +47,6 @@ _EXPORTS = {
     "attach_lora": "metanlp.families.text_classification.adapter",
     "build_learner": "metanlp.algorithms.base",
     "compare": "metanlp.core.comparison",
-    "inner_loop": "metanlp.core.inner_loop",
     "load_corpus": "metanlp.families.text_classification.data",
     "load_encoder": "metanlp.families.text_classification.backbone",
     "load_recipe": "metanlp.core.recipe_loading",
@@ -59,10 +59,10 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from metanlp.algorithms.base import build_learner
+    from metanlp.core.budget import AdaptBudget
     from metanlp.algorithms.fomaml import FOMAML
     from metanlp.core.comparison import compare, standard_methods
     from metanlp.core.config import RecipeConfig
-    from metanlp.core.inner_loop import inner_loop
     from metanlp.core.meta_train import meta_train
     from metanlp.core.recipe_loading import load_recipe
     from metanlp.core.saving import save_adapter
@@ -98,6 +98,7 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AdaptBudget",
     "Episode",
     "EpisodeSampler",
     "FOMAML",
@@ -109,7 +110,6 @@ __all__ = [
     "attach_lora",
     "build_learner",
     "compare",
-    "inner_loop",
     "load_corpus",
     "load_encoder",
     "load_recipe",

@@ -29,16 +29,16 @@ FOLDS = [
 
 def markdown(records: list[dict]) -> str:
     """One row per (fold, K) with mean ± CI95 accuracy of each method."""
-    rows = ["| fold (held-out domains) | K | (a) centroid | (b) LoRA fine-tune | (c) meta-learned init |",
-            "|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| fold (held-out domains) | K | (a) centroid | (e) logreg | (b) LoRA fine-tune | (d) multi-task | "
+            "(c) meta-learned init |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = sorted({(r["fold"], r["k_shot"]) for r in records})
     for fold, k in keys:
         cell = {}
         for r in records:
             if r["fold"] == fold and r["k_shot"] == k and r["metric"] == "accuracy":
                 cell[r["method"]] = f"{100 * r['mean']:.2f} ± {100 * r['ci95']:.2f}"
-        rows.append(f"| {fold}: {', '.join(FOLDS[fold])} | {k} | {cell.get('centroid', '')} | "
-                    f"{cell.get('finetune', '')} | {cell.get('meta', '')} |")  # fmt: skip
+        rows.append(f"| {fold}: {', '.join(FOLDS[fold])} | {k} | {cell.get('centroid', '')} | {cell.get('logreg', '')} | "
+                    f"{cell.get('finetune', '')} | {cell.get('multitask', '')} | {cell.get('meta', '')} |")  # fmt: skip
     return "\n".join(rows)
 
 
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_clinc150"))
+    parser.add_argument("--results", default="", help="results JSON (default bench/clinc150/results.json)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -78,7 +79,7 @@ def main() -> None:
         "records": records,
         "table": markdown(records),
     }
-    out = Path(__file__).resolve().parent / "results.json"
+    out = Path(args.results) if args.results else Path(__file__).resolve().parent / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")  # noqa: T201
 
