@@ -36,7 +36,7 @@ from metanlp.core.micro_batches import micro_batches
 from metanlp.core.multitask import equal_compute_passes
 from metanlp.core.protocols import Params
 from metanlp.core.saving import save_adapter
-from metanlp.families.text_classification.adapter import lora_parameters
+from metanlp.families.text_classification.adapter import lora_parameters, prototype_head
 from metanlp.families.text_classification.family import TextClassificationFamily
 from metanlp.families.text_classification.setup import ClassificationSetup, load_meta_init, source_split
 
@@ -103,6 +103,27 @@ def multitask_examples(pool: dict[str, list[str]], classes: list[str]) -> tuple[
     return texts, labels
 
 
+#: Texts per class whose frozen embeddings give the multi-task head its prototype start.
+HEAD_TEXTS_PER_CLASS = 8
+
+
+@torch.no_grad()
+def _prototype_head(task: TextClassificationFamily, lora: Params, texts: list[str], labels: list[int],
+                    n_classes: int, gen: torch.Generator) -> Params:  # fmt: skip
+    """``{head_weight: (C, hidden), head_bias: (C,)}`` leaves: the prototype head of up to
+    :data:`HEAD_TEXTS_PER_CLASS` seeded texts per class, embedded under ``lora``."""
+    picked: list[int] = []
+    for c in range(n_classes):
+        rows = [i for i, y in enumerate(labels) if y == c]
+        perm = torch.randperm(len(rows), generator=gen)[:HEAD_TEXTS_PER_CLASS].tolist()
+        picked += [rows[j] for j in perm]
+    emb = torch.cat([task.embed(lora, task.tokenize([texts[i] for i in picked[s : s + 256]]))
+                     for s in range(0, len(picked), 256)])  # fmt: skip
+    y = torch.as_tensor([labels[i] for i in picked], device=emb.device)
+    w, b = prototype_head(emb, y, n_classes, task.head_scale)
+    return {task.head_weight: w.clone().requires_grad_(True), task.head_bias: b.clone().requires_grad_(True)}
+
+
 def train_multitask(
     task: TextClassificationFamily,
     init: Params,
@@ -126,7 +147,11 @@ def train_multitask(
             without replacement from a seeded permutation, reshuffled every epoch.
         batch_size: texts per step (all n when larger).
         lr: AdamW learning rate (weight decay: torch's default 0.01), for LoRA and head alike.
-        seed: seeds the permutations; the head starts at zero.
+        seed: seeds the permutations and the texts that initialise the head: a prototype head
+            (:func:`~metanlp.families.text_classification.adapter.prototype_head`, the start of every other row)
+            from up to :data:`HEAD_TEXTS_PER_CLASS` texts per class. A zero head was measured first: its early
+            gradients pulled the LoRA away from the pretrained geometry, and the adapter then scored below the frozen
+            centroid on new classes (CLINC150 fold 0, 45-way 1-shot: 60.0 vs 73.7).
         micro_batch: texts per forward/backward pass, gradients summed (0 = the whole mini-batch).
         progress: show a tqdm bar.
 
@@ -140,13 +165,11 @@ def train_multitask(
         raise ValueError(f"multi-task baseline needs steps >= 1 and some texts, got {steps} steps, {len(texts)} texts")
     device = task.device
     lora = {k: v.detach().clone().to(device).requires_grad_(True) for k, v in init.items()}
-    dtype, n_classes = next(iter(lora.values())).dtype, max(labels) + 1
-    dim = int(task.model.get_base_model().encoder.hidden_size)
-    head = {task.head_weight: torch.zeros(n_classes, dim, dtype=dtype, device=device, requires_grad=True),
-            task.head_bias: torch.zeros(n_classes, dtype=dtype, device=device, requires_grad=True)}  # fmt: skip
+    n_classes = max(labels) + 1
+    gen = torch.Generator().manual_seed(seed)
+    head = _prototype_head(task, lora, texts, labels, n_classes, gen)
     params = {**lora, **head}
     opt = torch.optim.AdamW(list(params.values()), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
     order, cursor, size, losses = torch.randperm(len(texts), generator=gen), 0, min(batch_size, len(texts)), []
     start = time.perf_counter()
     for _ in tqdm(range(steps), desc="multi-task baseline", unit="step", disable=not progress):
