@@ -190,22 +190,30 @@ class AdaptConfig:
         steps: ``budget``: a fixed step count for every task, -1 = the ``epochs`` rule, 0 = no step (prototype head
             only); ``inner_loop``: -1 = ``meta.inner_steps``.
         lr: peak learning rate; -1 = 3e-3 (``budget``) or ``meta.inner_lr`` (``inner_loop``).
-        optimizer, batch_size, epochs, min_steps, max_steps, warmup, schedule, weight_decay, stop_loss: as in
-            :class:`AdaptBudget` (batch_size in examples, stop_loss in nats per example).
+        optimizer: ``adamw`` or ``sgd`` (with momentum 0.9).
+        batch_size: support examples per step (0 = the whole support set).
+        epochs: passes over the support set that set the step count (when ``steps`` is -1).
+        min_steps: fewest steps of the ``epochs`` rule.
+        max_steps: most steps of the ``epochs`` rule (0 = no cap).
+        warmup: fraction of the steps with a linearly rising learning rate.
+        schedule: ``cosine``, ``linear`` or ``constant`` after the warm-up.
+        weight_decay: decoupled weight decay (AdamW) or L2 coefficient (SGD).
+        stop_loss: stop before a step whose batch loss (nats per example) is below this (0 = never).
     """
 
     procedure: str = "budget"
     steps: int = -1
     lr: float = -1.0
-    optimizer: str = "adamw"
-    batch_size: int = 32
-    epochs: float = 10.0
-    min_steps: int = 10
-    max_steps: int = 150
-    warmup: float = 0.1
-    schedule: str = "cosine"
-    weight_decay: float = 0.01
-    stop_loss: float = 1e-3
+    # the defaults are AdaptBudget's (one place to change them)
+    optimizer: str = AdaptBudget.optimizer
+    batch_size: int = AdaptBudget.batch_size
+    epochs: float = AdaptBudget.epochs
+    min_steps: int = AdaptBudget.min_steps
+    max_steps: int = AdaptBudget.max_steps
+    warmup: float = AdaptBudget.warmup
+    schedule: str = AdaptBudget.schedule
+    weight_decay: float = AdaptBudget.weight_decay
+    stop_loss: float = AdaptBudget.stop_loss
 
     def __post_init__(self) -> None:
         if self.procedure not in PROCEDURES:
