@@ -128,6 +128,7 @@ def _save_checkpoint(accelerator: Accelerator, state: MetaState, ckpt_dir: Path)
         state.save_params(tmp)
         old = ckpt_dir.with_name(ckpt_dir.name + ".old")
         if ckpt_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)  # left by a kill after the last save's second rename
             os.replace(ckpt_dir, old)
         os.replace(tmp, ckpt_dir)
         shutil.rmtree(old, ignore_errors=True)

@@ -91,6 +91,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_adapter(root: Path, tmp_pa
     broken = tmp_path / "broken"
     shutil.copytree(killed, broken)
     ckpts = broken / "checkpoints"
+    shutil.rmtree(ckpts / "last.old", ignore_errors=True)  # the kill may have left one (after a save's 2nd rename)
     os.replace(ckpts / "last", ckpts / "last.old")
     shutil.rmtree(ckpts / "last.tmp", ignore_errors=True)
     (ckpts / "last.tmp").mkdir()
@@ -112,3 +113,24 @@ def test_resume_after_sigkill_gives_the_uninterrupted_adapter(root: Path, tmp_pa
         assert json.loads((d / "metrics.json").read_text())["meta_train"]["steps"] == STEPS
         assert not (d / "checkpoints" / "last.old").exists()
     assert not (ckpts / "last.tmp").exists(), "the next save should clear a stale last.tmp"
+
+
+def test_checkpoint_save_over_a_stale_last_old(tmp_path: Path) -> None:
+    """A kill after a save's second rename leaves ``last`` and ``last.old``; the next save must still succeed."""
+    import torch
+    from accelerate import Accelerator
+
+    from metanlp.core.meta_train import MetaState, _save_checkpoint
+
+    state = MetaState({"w": torch.nn.Parameter(torch.zeros(3))})
+    accelerator = Accelerator(cpu=True)
+    accelerator.register_for_checkpointing(state)
+    last = tmp_path / "checkpoints" / "last"
+    _save_checkpoint(accelerator, state, last)
+    shutil.copytree(last, last.with_name("last.old"))  # the stale folder a kill leaves behind
+    state.params["w"].data.fill_(2.0)
+    _save_checkpoint(accelerator, state, last)
+    assert not last.with_name("last.old").exists()
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(str(last / "meta_params.safetensors"))["w"], torch.full((3,), 2.0))
