@@ -1,15 +1,23 @@
-"""Bench: adapting to a new all-way 5-shot task, metanlp vs SetFit, on the same backbone, supports and queries.
+"""Bench: adapting to a new many-way 5-shot task, metanlp vs SetFit, on the same backbone, supports and queries.
 
-Task: the 45 intents of CLINC150's held-out domains auto_and_commute, banking and credit_cards (the meta-test split of
-``recipes/text_classification/clinc150_benchmark.yaml``): 5 supports per intent from CLINC150's train split, every test utterance of
-those intents (30 each) as queries; the same episode (seeded) for every method.
+Tasks (``--setting``):
 
-- ``metanlp``: prototype head + 5 full-batch SGD steps on the LoRA adapter (lr 0.5, the recipe's ``adapt`` budget)
-  from the pretrained backbone (LoRA ``B = 0``); also from a meta-learned init when one exists
-  (``--init``, default ``data/examples/icd10_meta_init``; it must be a MiniLM ``metanlp meta-train`` output).
+- ``45w``: the 45 intents of CLINC150's held-out domains auto_and_commute, banking and credit_cards (the meta-test
+  split of ``recipes/text_classification/clinc150_benchmark.yaml``);
+- ``77w``: 77 intents drawn (seeded) from all 150 CLINC150 intents: 385 supports at K = 5, a proxy for the 77-class
+  intent set of issues #12/#13 that the project does not have.
+
+K supports per intent from CLINC150's train split, ``--q-query`` test utterances per intent (0 = all 30) as queries;
+the same episode (seeded) for every method.
+
+- ``metanlp``: what ``metanlp adapt`` runs with the shipped recipe: prototype head + the recipe's adaptation budget
+  (``metanlp.core.comparison.adaptation_budget``: AdamW mini-batches, ``AdaptBudget`` defaults) on LoRA on the top 2
+  layers (``adapter.layers``, the frozen layers below cached) from the pretrained backbone (LoRA ``B = 0``); also
+  from a meta-learned init when one exists (``--init``; it must be a MiniLM ``metanlp meta-train`` output with the
+  same ``adapter.layers``).
 - ``setfit``: SetFit 1.2.0 (Tunstall et al. 2022, arXiv:2209.11055) on the same all-MiniLM-L6-v2 folder
-  (``metanlp.families.text_classification.backbone.resolve_model_path``): contrastive fine-tuning of the whole body, 1 epoch,
-  ``--setfit-iterations`` pairs per example (default 5), batch 16, then its logistic-regression head.
+  (``metanlp.families.text_classification.backbone.resolve_model_path``): contrastive fine-tuning of the whole body,
+  1 epoch, ``--setfit-iterations`` pairs per example (default 5), batch 16, then its logistic-regression head.
 
 Adaptation seconds start from the raw support texts (tokenisation included) with the backbone already loaded;
 prediction seconds cover every query; one torch thread for both by default.
@@ -30,12 +38,13 @@ from typing import Any
 import torch
 
 from bench.run import ROOT, write_results
-from metanlp.core.inner_loop import inner_loop
+from metanlp.core.adaptation import AdaptBudget, adapt
+from metanlp.core.comparison import adaptation_budget
 from metanlp.core.metrics import load_metric
 from metanlp.core.recipe_loading import load_recipe
 from metanlp.families.text_classification.adapter import lora_parameters
 from metanlp.families.text_classification.backbone import resolve_model_path
-from metanlp.families.text_classification.data import Episode
+from metanlp.families.text_classification.data import Episode, EpisodeSampler, load_corpus
 from metanlp.families.text_classification.setup import (
     ClassificationSetup,
     build_classification,
@@ -55,13 +64,18 @@ def accuracy(preds: list[int], refs: list[int]) -> float:
     return float(load_metric("accuracy").compute(predictions=preds, references=refs)["accuracy"])
 
 
-def metanlp_adapt(setup: ClassificationSetup, start: dict[str, torch.Tensor], ep: Episode, steps: int,
-                  lr: float) -> dict[str, Any]:  # fmt: skip
-    """Adapt from ``start`` (LoRA weights) to the episode's supports; score every query."""
+def metanlp_adapt(setup: ClassificationSetup, start: dict[str, torch.Tensor], ep: Episode, budget: AdaptBudget,
+                  seed: int) -> dict[str, Any]:  # fmt: skip
+    """Adapt from ``start`` (LoRA weights) to the episode's supports with ``budget``; score every query.
+
+    The frozen-prefix cache is emptied first, so ``adapt_s`` includes computing the supports' frozen layers once.
+    """
     task = setup.task
+    if task.prefix is not None:
+        task.prefix.cache.clear()
     t0 = time.perf_counter()
     support = task.tokenize(ep.support_texts, ep.support_labels)
-    fast = inner_loop(task, task.init_fast_weights(start, support), support, steps, lr)
+    fast = adapt(task, start, support, budget, seed)
     t1 = time.perf_counter()
     preds = task.predict(fast, task.tokenize(ep.query_texts)).tolist()
     t2 = time.perf_counter()
@@ -94,8 +108,11 @@ def setfit_adapt(ep: Episode, iterations: int, max_length: int, seed: int) -> di
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="adaptation to a new 45-way 5-shot task: metanlp vs SetFit")
+    p = argparse.ArgumentParser(description="adaptation to a new many-way 5-shot task: metanlp vs SetFit")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"), help="CLINC150 folder")
+    p.add_argument("--setting", choices=["45w", "77w"], default="45w", help="45 held-out intents or 77 of all 150")
+    p.add_argument("--q-query", type=int, default=0, help="test utterances per intent as queries (0 = all 30)")
+    p.add_argument("--out", default=str(HERE), help="folder of results.json (default bench/adapt_vs_setfit)")
     p.add_argument("--init", default=str(DEFAULT_INIT), help="meta-learned adapter folder (skipped when absent)")
     p.add_argument("--k-shot", type=int, default=5)
     p.add_argument("--episodes", type=int, default=1, help="held-out episodes (different supports), default 1")
@@ -108,13 +125,19 @@ def main() -> None:
     t_start = time.perf_counter()
 
     cfg = load_recipe(RECIPE, [f"task.dataset={args.data}", f"run.seed={args.seed}", "run.progress=false"])
-    steps, lr = cfg.meta.inner_steps, cfg.meta.inner_lr
+    budget = adaptation_budget(cfg)
     t_load = time.perf_counter()
     setup = build_classification(cfg, load_init=False)
     load_s = time.perf_counter() - t_load
-    corpus, splits = task_samplers(cfg)
-    sampler = make_sampler(cfg, corpus, splits.test, "test", len(splits.test), args.k_shot, 0)
-    episodes = [sampler.sample(i, rank=1_000_003) for i in range(args.episodes)]
+    if args.setting == "45w":
+        corpus, splits = task_samplers(cfg)
+        sampler = make_sampler(cfg, corpus, splits.test, "test", len(splits.test), args.k_shot, args.q_query)
+        episodes = [sampler.sample(i, rank=1_000_003) for i in range(args.episodes)]
+    else:  # 77 of all 150 intents: supports from train, queries from test (as bench/top_layers' 77w5s)
+        corpus = load_corpus(args.data)
+        sampler = EpisodeSampler(corpus.by_class("train"), sorted(set(corpus.labels)), 77, args.k_shot, args.q_query,
+                                 seed=args.seed, query_pool=corpus.by_class("test"), source="clinc150")  # fmt: skip
+        episodes = [sampler.sample(i, rank=12_000_000 + args.k_shot) for i in range(args.episodes)]
     starts = {"metanlp_pretrained": setup.pretrained}
     if Path(args.init).is_dir():
         load_meta_init(setup.model, args.init, BACKBONE)
@@ -123,10 +146,11 @@ def main() -> None:
         sys.stdout.write(f"no meta-learned init at {args.init}: metanlp runs from the pretrained LoRA only\n")
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*starts, "setfit"]}
-    metanlp_adapt(setup, setup.pretrained, episodes[0], 1, lr)  # warm-up (first-call allocations), not reported
+    warm = AdaptBudget(steps=1, min_steps=1)  # warm-up (first-call allocations), not reported
+    metanlp_adapt(setup, setup.pretrained, episodes[0], warm, args.seed)
     for ep in episodes:
         for name, start in starts.items():
-            runs[name].append(metanlp_adapt(setup, start, ep, steps, lr))
+            runs[name].append(metanlp_adapt(setup, start, ep, budget, args.seed))
         runs["setfit"].append(setfit_adapt(ep, args.setfit_iterations, cfg.model.max_length, args.seed))
 
     def mean(name: str, key: str) -> float:
@@ -145,11 +169,12 @@ def main() -> None:
     lines += [f"{k}: {v:.3f}" for k, v in ratios.items()]
     sys.stdout.write("\n".join(lines) + "\n")
     config = {**{k: v for k, v in vars(args).items()}, "n_way": ep0.n_way, "queries": len(ep0.query_texts),
-              "held_out_domains": cfg.task.meta_test_groups, "metanlp_steps": steps, "metanlp_lr": lr,
+              "held_out_domains": cfg.task.meta_test_groups if args.setting == "45w" else "77 of all 150 intents",
+              "metanlp_budget": budget.describe(), "adapter_layers": list(cfg.adapter.layers),
               "max_length": cfg.model.max_length, "backbone": BACKBONE, "setfit_batch_size": 16,
               "setfit_epochs": 1, "command": "PYTHONPATH=. python bench/run.py adapt_vs_setfit",
               "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
-    path = write_results(HERE, {"config": config, "methods": summary, "per_episode": runs, "ratios": ratios},
+    path = write_results(Path(args.out), {"config": config, "methods": summary, "per_episode": runs, "ratios": ratios},
                          packages=("setfit", "sentence-transformers"))  # fmt: skip
     sys.stdout.write(f"wrote {path}\n")
 

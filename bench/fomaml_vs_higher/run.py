@@ -1,20 +1,29 @@
-"""Bench: metanlp's FOMAML meta-gradient vs the same FOMAML written with ``higher`` and with a deep copy per task.
+"""Bench: metanlp's FOMAML meta-gradient (its default: LoRA on the top 2 layers + the frozen-prefix cache) against
+metanlp with LoRA on every layer, the same FOMAML written with ``higher``, and with a deep copy per task.
 
-All three run on the same model (all-MiniLM-L6-v2 + LoRA r=8 on query/key/value, built by
-``metanlp.families.text_classification.setup.build_classification``), the same episodes (ICD-10 meta-train classes, 5-way 5-shot 5-query,
-seed 0) and the same inner loop (full-batch SGD on the support set from the prototype-initialised head, then the
-query-loss gradient at the adapted weights, Finn et al. 2017 sec. 5.2):
+All run on the same backbone (all-MiniLM-L6-v2 + LoRA r=8 on query/key/value, built by
+``metanlp.families.text_classification.setup.build_classification``), the same episodes (ICD-10 meta-train classes,
+5-way 5-shot 5-query, seed 0) and the same inner loop (full-batch SGD on the support set from the prototype-initialised
+head, then the query-loss gradient at the adapted weights, Finn et al. 2017 sec. 5.2, plus the first-order
+Proto-MAML head term, Triantafillou et al. 2020 sec. 3.2, for every method):
 
-- ``metanlp``: ``metanlp.algorithms.fomaml.FOMAML.meta_gradient`` (``torch.func.functional_call`` on fast weights);
-- ``higher``: ``higher.innerloop_ctx(peft_model, SGD, track_higher_grads=False)`` (higher 0.2.1);
-- ``deepcopy``: ``copy.deepcopy(peft_model)`` per task + ``torch.optim.SGD`` + ``.backward()``.
+- ``metanlp``: ``metanlp.algorithms.fomaml.FOMAML.meta_gradient`` (``torch.func.functional_call`` on fast weights)
+  with metanlp's default ``adapter.layers: [-2, -1]``: layers 0-3 run once per text (cached), every pass runs 4-5;
+- ``metanlp_all_layers``: the same with ``adapter.layers: []`` (LoRA on all 6 layers: nothing to cache);
+- ``metanlp_top1``: the same with ``adapter.layers: [-1]`` (LoRA on layer 5 only, layers 0-4 cached);
+- ``higher``: ``higher.innerloop_ctx(peft_model, SGD, track_higher_grads=False)`` (higher 0.2.1), LoRA on all layers;
+- ``higher_top2``: ``higher`` with LoRA on the top 2 layers (backward stops at layer 4; no cache: every pass runs 0-5);
+- ``deepcopy``: ``copy.deepcopy(peft_model)`` per task + ``torch.optim.SGD`` + ``.backward()``, LoRA on all layers.
 
-Measured: episodes/s, interleaved episode by episode in one process (shared-CPU noise hits every method alike); the
-max |difference| of each peer's meta-gradients from metanlp's; peak RSS growth over the process's resting RSS while
-computing one task's meta-gradient (one subprocess with glibc's mmap threshold pinned so that freed tensors leave
-RSS; each method warmed up first), for 1, 5 and 10 inner steps (metanlp) and 5 (the peers). One torch thread.
+Measured: episodes/s, interleaved episode by episode in one process (shared-CPU noise hits every method alike), each
+timed episode run ``--repeats`` times: the first sight of an episode's texts is ``cold`` for metanlp's cache (its
+texts' frozen prefix is computed then), the later ones ``warm`` (as after one pass over a meta-train pool: the cache
+holds 512 MiB of prefixes by default, i.e. every ICD-10 text); the max |difference| of each peer's meta-gradients
+from metanlp's with the same LoRA layers; peak RSS growth over the process's resting RSS while computing one task's
+meta-gradient (one subprocess with glibc's mmap threshold pinned so that freed tensors leave RSS; each method warmed
+up first), for 1, 5 and 10 inner steps (metanlp, both layer settings) and 5 (the peers). One torch thread.
 
-Run: ``PYTHONPATH=. python bench/run.py fomaml_vs_higher`` (~2-3 minutes on 2 busy cores; ``--episodes`` to change).
+Run: ``PYTHONPATH=. python bench/run.py fomaml_vs_higher`` (~3-4 minutes on 2 quiet cores; ``--episodes`` to change).
 Needs ``pip install -e '.[bench]'`` (higher==0.2.1).
 """
 
@@ -49,14 +58,26 @@ from metanlp.families.text_classification.setup import (
 
 HERE = Path(__file__).resolve().parent
 RECIPE = ROOT / "recipes" / "text_classification" / "text_meta_train.yaml"
-METHODS = ("metanlp", "higher", "deepcopy")
+#: method -> (implementation, adapter setting); a setting is the recipe override of ``adapter.layers``
+METHODS = {
+    "metanlp": ("metanlp", "top2"),
+    "metanlp_all_layers": ("metanlp", "all"),
+    "metanlp_top1": ("metanlp", "top1"),
+    "higher": ("higher", "all"),
+    "higher_top2": ("higher", "top2"),
+    "deepcopy": ("deepcopy", "all"),
+}
+LAYERS = {"top2": "adapter.layers=[-2,-1]", "all": "adapter.layers=[]", "top1": "adapter.layers=[-1]"}
+#: the metanlp method each peer's meta-gradient is compared with (same LoRA layers)
+REFERENCE = {"top2": "metanlp", "all": "metanlp_all_layers", "top1": "metanlp_top1"}
 
 
-def build(args: argparse.Namespace) -> tuple[ClassificationSetup, EpisodeSampler]:
-    """MiniLM + LoRA (the recipe's adapter) and a sampler over the ICD-10 meta-train classes."""
+def build(args: argparse.Namespace, layers: str) -> tuple[ClassificationSetup, EpisodeSampler]:
+    """MiniLM + LoRA (the recipe's adapter on ``LAYERS[layers]``) and a sampler over the ICD-10 meta-train classes."""
     n_way, k_shot, q_query = args.n_way, args.k_shot, args.q_query
     cfg = load_recipe(RECIPE, [f"model.name={args.model}", f"task.n_way={n_way}", f"task.k_shot={k_shot}",
-                               f"task.q_query={q_query}", f"run.seed={args.seed}", "run.progress=false"])  # fmt: skip
+                               f"task.q_query={q_query}", f"run.seed={args.seed}", "run.progress=false",
+                               LAYERS[layers]])  # fmt: skip
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
     return setup, make_sampler(cfg, corpus, splits.train, "train", n_way, k_shot, q_query)
@@ -108,8 +129,21 @@ def higher_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr: 
         for _ in range(steps):
             diffopt.step(_ce(fmodel, support))
         adapted = dict(zip(names, fmodel.parameters(), strict=True))
-        grads = torch.autograd.grad(_ce(fmodel, query), [adapted[k] for k in setup.meta_params])
-    return dict(zip(setup.meta_params, grads, strict=True))
+        keys = [*setup.meta_params, task.head_weight, task.head_bias]
+        grads = dict(zip(keys, torch.autograd.grad(_ce(fmodel, query), [adapted[k] for k in keys]), strict=True))
+    return _with_head_term(setup, support, grads)
+
+
+def _with_head_term(
+    setup: ClassificationSetup, support: dict, grads: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The query gradient of the LoRA weights plus the first-order Proto-MAML head term (Triantafillou et al. 2020,
+    sec. 3.2): the head's query gradient chained through its prototype initialisation (``task.init_vjp``), as
+    metanlp's FOMAML does, so that every method computes the same meta-gradient."""
+    task = setup.task
+    head = {task.head_weight: grads[task.head_weight], task.head_bias: grads[task.head_bias]}
+    extra = task.init_vjp(setup.meta_params, support, head)
+    return {k: grads[k] + extra[k] for k in setup.meta_params}
 
 
 def deepcopy_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr: float) -> dict[str, torch.Tensor]:
@@ -125,40 +159,55 @@ def deepcopy_fomaml(setup: ClassificationSetup, episode: Episode, steps: int, lr
     opt.zero_grad()
     _ce(model, query).backward()
     named = dict(model.named_parameters())
-    return {k: named[k].grad for k in setup.meta_params}
+    task = setup.task
+    return _with_head_term(
+        setup, support, {k: named[k].grad for k in [*setup.meta_params, task.head_weight, task.head_bias]}
+    )
 
 
 FUNCTIONS = {"metanlp": metanlp_fomaml, "higher": higher_fomaml, "deepcopy": deepcopy_fomaml}
 
 
+def _run(name: str, setups: dict, episode: Episode, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    impl, layers = METHODS[name]
+    return FUNCTIONS[impl](setups[layers][0], episode, steps, lr)
+
+
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Episodes/s of each method on the same episodes, interleaved; max |grad difference| from metanlp's."""
     torch.set_num_threads(args.threads)
-    setup, sampler = build(args)
+    setups = {layers: build(args, layers) for layers in LAYERS}
+    sampler = setups["all"][1]
     episodes = [sampler.sample(i) for i in range(args.episodes + 1)]
-    for m in METHODS:  # warm-up on an episode that is not timed
-        FUNCTIONS[m](setup, episodes[0], args.inner_steps, args.inner_lr)
-    seconds: dict[str, list[float]] = {m: [] for m in METHODS}
-    diffs: dict[str, float] = {m: 0.0 for m in METHODS}
+    names = list(METHODS)
+    for m in names:  # warm-up on an episode that is not timed
+        _run(m, setups, episodes[0], args.inner_steps, args.inner_lr)
+    cold: dict[str, list[float]] = {m: [] for m in names}
+    warm: dict[str, list[float]] = {m: [] for m in names}
+    diffs: dict[str, float] = {m: 0.0 for m in names}
     for i, ep in enumerate(episodes[1:]):
-        grads = {}
-        for m in METHODS[i % 3 :] + METHODS[: i % 3]:  # rotate who goes first
-            start = time.perf_counter()
-            grads[m] = FUNCTIONS[m](setup, ep, args.inner_steps, args.inner_lr)
-            seconds[m].append(time.perf_counter() - start)
-        for m in METHODS:
-            diff = max(float((grads[m][k] - grads["metanlp"][k]).abs().max()) for k in grads["metanlp"])
-            diffs[m] = max(diffs[m], diff)
+        for r in range(args.repeats):
+            grads = {}
+            for m in names[i % len(names) :] + names[: i % len(names)]:  # rotate who goes first
+                start = time.perf_counter()
+                grads[m] = _run(m, setups, ep, args.inner_steps, args.inner_lr)
+                (cold if r == 0 else warm)[m].append(time.perf_counter() - start)
+            for m in names:
+                ref = grads[REFERENCE[METHODS[m][1]]]
+                diffs[m] = max(diffs[m], max(float((grads[m][k] - ref[k]).abs().max()) for k in ref))
     scale = max(float(g.abs().max()) for g in grads["metanlp"].values())
-    return {
-        m: {
-            "episodes_per_s": len(seconds[m]) / sum(seconds[m]),
-            "median_s_per_episode": statistics.median(seconds[m]),
-            "max_abs_grad_diff_vs_metanlp": diffs[m],
+    out = {}
+    for m in names:
+        every = cold[m] + warm[m]
+        out[m] = {
+            "episodes_per_s": len(every) / sum(every),
+            "episodes_per_s_cold": len(cold[m]) / sum(cold[m]),
+            "episodes_per_s_warm": len(warm[m]) / sum(warm[m]) if warm[m] else None,
+            "median_s_per_episode": statistics.median(every),
+            "max_abs_grad_diff_vs_metanlp_same_layers": diffs[m],
             "max_abs_grad_metanlp": scale,
         }  # fmt: skip
-        for m in METHODS
-    }
+    return out
 
 
 def memory(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,14 +216,16 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
     metanlp is measured at every ``--memory-steps`` inner-step count, the peers at ``--inner-steps``.
     """
     torch.set_num_threads(args.threads)
-    setup, sampler = build(args)
+    setups = {layers: build(args, layers) for layers in LAYERS}
+    sampler = setups["all"][1]
     ep = sampler.sample(1)
     for m in METHODS:  # one-time allocations (thread pools, kernels, caches) out of the way
-        FUNCTIONS[m](setup, sampler.sample(0), 1, args.inner_lr)
+        _run(m, setups, sampler.sample(0), 1, args.inner_lr)
+        _run(m, setups, ep, 1, args.inner_lr)  # and the episode's texts in metanlp's prefix cache
     out = {}
     for m in METHODS:
-        steps = sorted({*args.memory_steps, args.inner_steps}) if m == "metanlp" else [args.inner_steps]
-        growth = {str(s): round(peak_rss_growth(lambda m=m, s=s: FUNCTIONS[m](setup, ep, s, args.inner_lr))[1], 1)
+        steps = sorted({*args.memory_steps, args.inner_steps}) if METHODS[m][0] == "metanlp" else [args.inner_steps]
+        growth = {str(s): round(peak_rss_growth(lambda m=m, s=s: _run(m, setups, ep, s, args.inner_lr))[1], 1)
                   for s in steps}  # fmt: skip
         out[m] = {"peak_rss_growth_mib": growth}
     return out
@@ -183,6 +234,7 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description="FOMAML meta-gradient: metanlp vs higher vs deepcopy")
     p.add_argument("--episodes", type=int, default=3, help="timed episodes per method (default 3)")
+    p.add_argument("--repeats", type=int, default=2, help="timed passes over each episode (1st cold, then warm)")
     p.add_argument("--inner-steps", type=int, default=5)
     p.add_argument("--inner-lr", type=float, default=0.5)
     p.add_argument("--n-way", type=int, default=5)
@@ -208,28 +260,33 @@ def main() -> None:
     out = subprocess.run(child, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     for m, mem in json.loads(out.strip().splitlines()[-1]).items():
         results[m].update(mem)
-    ours, hi, dc = (results[m] for m in METHODS)
     mem = {m: results[m]["peak_rss_growth_mib"][str(args.inner_steps)] for m in METHODS}
+    eps = {m: results[m]["episodes_per_s"] for m in METHODS}
     ratios = {
-        "episodes_per_s_metanlp_over_higher": ours["episodes_per_s"] / hi["episodes_per_s"],
-        "episodes_per_s_metanlp_over_deepcopy": ours["episodes_per_s"] / dc["episodes_per_s"],
+        "episodes_per_s_metanlp_over_higher": eps["metanlp"] / eps["higher"],
+        "episodes_per_s_metanlp_over_higher_top2": eps["metanlp"] / eps["higher_top2"],
+        "episodes_per_s_metanlp_over_deepcopy": eps["metanlp"] / eps["deepcopy"],
+        "episodes_per_s_metanlp_over_metanlp_all_layers": eps["metanlp"] / eps["metanlp_all_layers"],
+        "episodes_per_s_metanlp_all_layers_over_higher": eps["metanlp_all_layers"] / eps["higher"],
+        "cold_episodes_per_s_metanlp_over_higher": results["metanlp"]["episodes_per_s_cold"]
+        / results["higher"]["episodes_per_s_cold"],
         # MiB: a ratio of two near-zero growths would mean nothing
         "peak_rss_growth_higher_minus_metanlp_mib": mem["higher"] - mem["metanlp"],
         "peak_rss_growth_deepcopy_minus_metanlp_mib": mem["deepcopy"] - mem["metanlp"],
     }
-    lines = [
-        f"{'method':<9} {'episodes/s':>10} {'s/episode':>9} {'max|Δgrad|':>11}  peak RSS growth MiB by inner steps"
-    ]
+    lines = [f"{'method':<18} {'episodes/s':>10} {'cold':>6} {'warm':>6} {'s/episode':>9} {'max|Δgrad|':>11}  "
+             "peak RSS growth MiB by inner steps"]  # fmt: skip
     for m in METHODS:
         r = results[m]
-        mem = ", ".join(f"{k}: {v:.0f}" for k, v in r["peak_rss_growth_mib"].items())
-        lines.append(f"{m:<9} {r['episodes_per_s']:10.2f} {r['median_s_per_episode']:9.2f} "
-                     f"{r['max_abs_grad_diff_vs_metanlp']:11.2e}  {mem}")  # fmt: skip
+        mem_s = ", ".join(f"{k}: {v:.0f}" for k, v in r["peak_rss_growth_mib"].items())
+        lines.append(f"{m:<18} {r['episodes_per_s']:10.2f} {r['episodes_per_s_cold']:6.2f} "
+                     f"{r['episodes_per_s_warm'] or 0:6.2f} {r['median_s_per_episode']:9.2f} "
+                     f"{r['max_abs_grad_diff_vs_metanlp_same_layers']:11.2e}  {mem_s}")  # fmt: skip
     lines += [f"{k}: {v:.2f}" for k, v in ratios.items()]
     sys.stdout.write("\n".join(lines) + "\n")
     config = {k: v for k, v in vars(args).items() if k != "memory"}
     config.update(
-        adapter="LoRA r=8 alpha=16 on query, key, value",
+        adapter="LoRA r=8 alpha=16 on query, key, value; layers as METHODS says",
         data="data/icd10_blocks meta-train classes",
         command="PYTHONPATH=. python bench/run.py fomaml_vs_higher",
         seconds=round(time.perf_counter() - t0, 1),

@@ -1,7 +1,7 @@
 """Bench: seconds per FOMAML episode with LoRA on every layer vs LoRA on the top 2 layers with the frozen-prefix cache.
 
 all-MiniLM-L6-v2 (6 layers), LoRA r=8 on query/key/value, ``model.max_length`` 48, CLINC150 meta-train intents
-(``recipes/clinc150_benchmark.yaml``), 5-way 5-shot 5-query, FOMAML with 5 inner steps (``meta_gradient``: batches,
+(``recipes/text_classification/clinc150_benchmark.yaml``), 5-way 5-shot 5-query, FOMAML with 5 inner steps (``meta_gradient``: batches,
 prototype head, inner loop, query gradient, the Proto-MAML head term). Three settings, interleaved episode by episode
 in one process so that shared-CPU noise hits them alike:
 
@@ -41,7 +41,7 @@ from metanlp.families.text_classification.setup import (
 )
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ROOT / "recipes" / "clinc150_benchmark.yaml"
+RECIPE = ROOT / "recipes" / "text_classification" / "clinc150_benchmark.yaml"
 DATA = "../shared/data/clinc150"
 SETTINGS = {
     "all_layers": ["adapter.layers=[]"],

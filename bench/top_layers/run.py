@@ -56,7 +56,7 @@ LORA = {
     "lora_all": ["adapter.layers=[]"],
 }
 METHODS = {"45w1s": ["centroid", "logreg", *LORA], "45w5s": ["centroid", "logreg", *LORA],
-           "77w5s": ["centroid", "logreg", "lora_top2", "lora_all"]}  # fmt: skip
+           "77w5s": ["centroid", "logreg", "lora_top1", "lora_top2", "lora_all"]}  # fmt: skip
 TARGET_77_S = 20.0
 
 

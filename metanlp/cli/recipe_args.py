@@ -124,6 +124,10 @@ def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: 
         cfg = load_from_args(args)
         if getattr(args, "overwrite", False):
             cfg.run.overwrite = True
+        if cfg.run.threads:
+            import torch
+
+            torch.set_num_threads(cfg.run.threads)
         summary = recipe_module(recipe, cfg.task.family).run(cfg)
         if summary.get("records") and cfg.task.family == "text_classification":
             sys.stdout.write(format_table(summary["records"]) + "\n")

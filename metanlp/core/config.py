@@ -89,7 +89,7 @@ class AdapterConfig:
         dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
         layers: indices of the encoder layers that get LoRA (peft ``layers_to_transform``); negative indices count
-            from the top, so ``[-2, -1]`` is the top two layers of any depth. Empty = every layer. When the lowest
+            from the top, so ``[-2, -1]`` (the default) is the top two layers of any depth. Empty = every layer. When the lowest
             LoRA layer is above layer 0, the text family computes the frozen layers below it once per text and
             caches their output (``metanlp.families.text_classification.prefix_cache``): inner steps, query passes and adaptation run only the
             LoRA layers.
@@ -106,7 +106,7 @@ class AdapterConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
-    layers: list[int] = field(default_factory=list)
+    layers: list[int] = field(default_factory=lambda: [-2, -1])
     prefix_cache_mb: float = 512.0
     init: str = ""
     multitask_init: str = ""
@@ -320,6 +320,8 @@ class RunConfig:
         progress: show progress bars.
         overwrite: replace a non-empty ``output_dir`` (``--overwrite``); the previous run is kept beside it as
             ``<output_dir>.previous-<time>``. A meta-train run resumes its own checkpoint without it.
+        threads: torch intra-op threads of each process (``torch.set_num_threads``); 0 = torch's default (one per
+            core, or ``OMP_NUM_THREADS``). README "Using the cores" gives the measurement behind the default.
     """
 
     output_dir: str = "runs/default"
@@ -327,6 +329,11 @@ class RunConfig:
     cache_dir: str = ""
     progress: bool = True
     overwrite: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"run.threads must be an integer >= 0 (0 = torch's default), got {self.threads!r}")
 
 
 @dataclass

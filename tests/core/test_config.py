@@ -52,3 +52,11 @@ def test_yaml_round_trip_and_lenient_reader() -> None:
     data["adapter"]["from_the_future"] = 1
     again = recipe_from_dict(data)
     assert again.adapter.r == 4 and again.task.n_way == 0
+
+
+def test_run_threads_is_validated_and_the_default_is_top_two_layer_lora() -> None:
+    with pytest.raises(ConfigError, match="run.threads"):
+        load_recipe(None, ["run.threads=-1"])
+    cfg = load_recipe(None, ["run.threads=1"])
+    assert cfg.run.threads == 1
+    assert cfg.adapter.layers == [-2, -1]  # the default: LoRA on the top 2 layers, the frozen prefix cached

@@ -107,8 +107,10 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
         raise ValueError(
             f"adapter.target_modules {missing} not found in the backbone; its linear layers: {linear_names}"
         )
-    layers = resolve_layers(int(encoder.backbone.config.num_hidden_layers), list(cfg.layers)) if cfg.layers else None
-    pattern = LAYERS_PATTERN if layers is not None and encoder_layers(encoder.backbone) is not None else None
+    stack = encoder_layers(encoder.backbone)  # its real depth (a backbone cut to fewer layers keeps its config's count)
+    depth = len(stack) if stack is not None else int(encoder.backbone.config.num_hidden_layers)
+    layers = resolve_layers(depth, list(cfg.layers)) if cfg.layers else None
+    pattern = LAYERS_PATTERN if layers is not None and stack is not None else None
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,

@@ -61,7 +61,8 @@ class FewShotClassifier:
 
         Args:
             init: folder or ``user/name`` hub repo (pulled and checksum-verified).
-            backbone: backbone name; default the init's, else the recipe default (all-MiniLM-L6-v2).
+            backbone: backbone name; default the init's, else the recipe default (all-MiniLM-L6-v2). The LoRA layers
+                are the init's (``lora_layers`` in its ``metanlp.json``), else ``adapter.layers``' default (top 2).
             revision: hub revision when ``init`` is a repo id.
             overrides: recipe ``key=value`` overrides (``adapt.steps=10``, ``adapter.r=4`` ...), checked as in the CLI.
 
@@ -82,6 +83,8 @@ class FewShotClassifier:
             backbone = backbone or meta.get("backbone")
             if meta.get("max_length"):
                 sets.insert(0, f"model.max_length={meta['max_length']}")
+            if meta.get("lora_layers") and not any(o.startswith("adapter.layers=") for o in sets):
+                sets.insert(0, f"adapter.layers={list(meta['lora_layers'])}")  # the init's LoRA layers, not the default
         if backbone:
             sets.insert(0, f"model.name={backbone}")
         cfg = load_recipe(resolve_recipe("text_new_categories"), [*_CLEAR, *sets, "run.progress=false"])

@@ -42,3 +42,20 @@ def test_fit_refuses_bad_input(root: Path) -> None:
         clf.fit(["a", " "], ["x", "y"])
     with pytest.raises(RuntimeError, match="call fit"):
         clf.predict(["a"])
+
+
+def test_from_pretrained_takes_the_inits_lora_layers(tmp_path: Path) -> None:
+    """An init with LoRA on other layers than the default (top 2) loads without naming adapter.layers."""
+    from metanlp.core.recipe_loading import load_recipe
+    from metanlp.core.saving import save_adapter
+    from metanlp.families.text_classification.adapter import lora_parameters
+    from metanlp.families.text_classification.layer_stack import lora_layer_indices
+    from metanlp.families.text_classification.setup import build_classification
+
+    cfg = load_recipe(None, ["model.name=tiny-random-bert", "adapter.layers=[-1]", "run.progress=false"])
+    setup = build_classification(cfg)
+    folder = save_adapter(setup.model, tmp_path / "init", {"family": "text_classification",
+                                                           "backbone": "tiny-random-bert", "labels": []})  # fmt: skip
+    clf = FewShotClassifier.from_pretrained(folder)
+    assert lora_layer_indices(clf.model) == lora_layer_indices(setup.model) == [1]  # tiny-random-bert: 2 layers
+    assert set(lora_parameters(clf.model)) == set(setup.meta_params)
