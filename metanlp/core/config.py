@@ -148,6 +148,14 @@ class TaskConfig:
         cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
         cactus_clusters: k of each partition (cycled over the partitions).
         cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
+        mixture: more meta-train datasets (files or CLINC150 folders, as ``dataset``); every class of each is
+            meta-trained on, beside ``dataset``'s meta-train classes. Each episode comes from one dataset, drawn with
+            probability proportional to its size ** ``mixture_alpha``
+            (``metanlp.families.text_classification.mixture``).
+        mixture_alpha: exponent of the dataset sizes in the mixture weights: 0.5 = square-root sampling (Bansal et
+            al. 2020), 1 = proportional, 0 = uniform over datasets.
+        n_way_max: when > 0, N of each meta-training episode is drawn uniformly from ``[n_way, n_way_max]`` (capped
+            by the dataset's classes); 0 = every episode is ``n_way``-way.
     """
 
     family: str = "text_classification"
@@ -166,8 +174,15 @@ class TaskConfig:
     cactus_partitions: int = 5
     cactus_clusters: list[int] = field(default_factory=lambda: [50])
     cactus_min_cluster_size: int = 0
+    mixture: list[str] = field(default_factory=list)
+    mixture_alpha: float = 0.5
+    n_way_max: int = 0
 
     def __post_init__(self) -> None:
+        if self.mixture_alpha < 0:
+            raise ConfigError(f"task.mixture_alpha={self.mixture_alpha} must be >= 0 (0.5 = square-root sampling)")
+        if self.n_way_max and (self.n_way_max < self.n_way or self.n_way < 2):
+            raise ConfigError(f"task.n_way_max={self.n_way_max} needs 2 <= task.n_way={self.n_way} <= n_way_max")
         if self.cactus_partitions < 1 or not self.cactus_clusters or min(self.cactus_clusters) < 2:
             raise ConfigError(f"task.cactus_partitions={self.cactus_partitions} must be >= 1 and every "
                               f"task.cactus_clusters={list(self.cactus_clusters)} >= 2")  # fmt: skip

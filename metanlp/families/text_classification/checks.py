@@ -70,6 +70,9 @@ def _check_multitask_baseline(cfg: Any) -> None:
     if cfg.task.unlabelled:
         raise ConfigError("text_classification.multitask_baseline needs labelled meta-train classes, but "
                           "task.unlabelled is set (CACTUs pseudo-classes): drop one of them")  # fmt: skip
+    if cfg.task.mixture:
+        raise ConfigError("text_classification.multitask_baseline trains on task.dataset's meta-train classes only; "
+                          "with task.mixture it would not see the same data as meta-training: drop one of them")
     if cfg.meta.outer_steps < 1:
         raise ConfigError("text_classification.multitask_baseline trains for meta-training's compute, but "
                           "meta.outer_steps=0: set meta.outer_steps >= 1 or drop the baseline")  # fmt: skip
@@ -110,3 +113,5 @@ def check_inputs(cfg: Any, verb: str) -> None:
     if cfg.task.unlabelled:
         read_texts(cfg.task.unlabelled, "task.unlabelled", blank_lines="skip")
     split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)
+    for i, path in enumerate(cfg.task.mixture):
+        load_corpus(path, f"task.mixture[{i}]")

@@ -264,10 +264,14 @@ class EpisodeSampler:
         if self.n_way > len(self.classes):
             raise ValueError(f"{source}: n_way={self.n_way} but the split has only {len(self.classes)} classes")
 
-    def sample(self, step: int, rank: int = 0) -> Episode:
-        """Draw the episode of ``(seed, rank, step)``; the same triple always gives the same episode."""
+    def sample(self, step: int, rank: int = 0, n_way: int | None = None) -> Episode:
+        """Draw the episode of ``(seed, rank, step)``; the same triple always gives the same episode.
+
+        ``n_way`` overrides the sampler's N for this episode (a mixture that varies N per episode).
+        """
         rng = np.random.default_rng([self.seed, rank, step])
-        chosen = [self.classes[i] for i in sorted(rng.choice(len(self.classes), self.n_way, replace=False))]
+        n = min(n_way or self.n_way, len(self.classes))
+        chosen = [self.classes[i] for i in sorted(rng.choice(len(self.classes), n, replace=False))]
         s_txt, s_lab, q_txt, q_lab = [], [], [], []
         for idx, c in enumerate(chosen):
             texts = self.pool[c]

@@ -1,0 +1,92 @@
+"""The cross-dataset meta-training mixture: size-tempered dataset weights, N per episode, never mixing datasets."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from metanlp.core.config import ConfigError
+from metanlp.core.recipe_loading import load_recipe
+from metanlp.families.text_classification.data import EpisodeSampler, load_corpus
+from metanlp.families.text_classification.mixture import MixtureSampler, mixture_sampler
+
+
+def _toy(n_small: int = 3, n_big: int = 12) -> MixtureSampler:
+    pool = {f"s{i}": [f"s{i} {j}" for j in range(4)] for i in range(n_small)}
+    pool |= {f"b{i}": [f"b{i} {j}" for j in range(9)] for i in range(n_big)}
+    small = EpisodeSampler(pool, [f"s{i}" for i in range(n_small)], 2, 1, 1, seed=3)
+    big = EpisodeSampler(pool, [f"b{i}" for i in range(n_big)], 2, 1, 1, seed=3)
+    return MixtureSampler({"small": small, "big": big}, {"small": 4 * n_small, "big": 9 * n_big}, 0.5, (2, 8), seed=3)
+
+
+def test_datasets_are_drawn_by_square_root_of_size_and_never_mixed() -> None:
+    mix = _toy()
+    assert mix.probabilities["big"] == pytest.approx(108**0.5 / (108**0.5 + 12**0.5))  # 0.75, not 108/120 = 0.9
+    counts: Counter[str] = Counter()
+    ways: Counter[int] = Counter()
+    for step in range(1500):
+        ep = mix.sample(step)
+        prefixes = {name[0] for name in ep.label_names}
+        assert len(prefixes) == 1, f"episode {step} mixes datasets: {ep.label_names}"
+        counts["big" if prefixes == {"b"} else "small"] += 1
+        ways[ep.n_way] += 1
+        assert 2 <= ep.n_way <= (8 if prefixes == {"b"} else 3)  # N capped by the small dataset's 3 classes
+    assert counts["big"] / 1500 == pytest.approx(0.75, abs=0.04)
+    assert set(ways) == set(range(2, 9))  # N varies over the whole range
+    assert mix.sample(7).support_texts == mix.sample(7).support_texts  # (seed, rank, step) fixes the episode
+
+
+def test_alpha_zero_is_uniform_and_bad_values_are_refused() -> None:
+    mix = _toy()
+    uniform = MixtureSampler(mix.samplers, mix.sizes, alpha=0.0)
+    assert uniform.probabilities == {"small": 0.5, "big": 0.5}
+    with pytest.raises(ValueError, match="mixture_alpha"):
+        MixtureSampler(mix.samplers, mix.sizes, alpha=-1.0)
+    with pytest.raises(ConfigError, match="task.n_way_max"):
+        load_recipe(None, ["task.n_way=10", "task.n_way_max=5"])
+    with pytest.raises(ConfigError, match="task.mixture_alpha"):
+        load_recipe(None, ["task.mixture_alpha=-0.5"])
+
+
+def test_recipe_mixture_over_real_datasets(root: Path) -> None:
+    data = root / "data"
+    cfg = load_recipe(None, [f"task.dataset={data / 'wordnet_supersenses' / 'wordnet_supersenses.jsonl'}",
+                             f"task.mixture=[{data / 'brown_genres' / 'brown_genres.jsonl'},"
+                             f"{data / 'chatterbot_topics' / 'chatterbot_topics.jsonl'}]",
+                             "task.n_way=3", "task.n_way_max=6", "task.k_shot=2", "task.q_query=2"])  # fmt: skip
+    corpus = load_corpus(cfg.task.dataset)
+    from metanlp.families.text_classification.data import split_classes
+
+    splits = split_classes(corpus, cfg.task)
+    mix = mixture_sampler(cfg, corpus, splits.train)
+    assert set(mix.samplers) == {"wordnet_supersenses", "brown_genres", "chatterbot_topics"}
+    assert set(mix.samplers["wordnet_supersenses"].classes) <= set(splits.train)  # its meta-val/test stay out
+    assert not set(mix.samplers["wordnet_supersenses"].classes) & (set(splits.val) | set(splits.test))
+    seen = {name for step in range(60) for name in [_member(mix, mix.sample(step))]}
+    assert seen == set(mix.samplers)
+    with pytest.raises(ConfigError, match="repeats a dataset"):
+        cfg.task.mixture = [cfg.task.dataset]
+        mixture_sampler(cfg, corpus, splits.train)
+
+
+def _member(mix: MixtureSampler, ep) -> str:  # noqa: ANN001
+    return next(k for k, s in mix.samplers.items() if set(ep.label_names) <= set(s.classes))
+
+
+def test_meta_train_with_a_mixture_records_it(root: Path, tmp_path: Path) -> None:
+    from metanlp.families.text_classification.recipes import meta_train
+
+    data = root / "data"
+    mixture = [str(data / "brown_genres" / "brown_genres.jsonl"),
+               str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")]
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
+        "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
+        f"task.mixture=[{','.join(mixture)}]", "task.n_way=3", "task.n_way_max=5", "meta.outer_steps=2",
+        "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0"])  # fmt: skip
+    summary = meta_train.run(cfg)
+    assert summary["meta_train"]["steps"] == 2
+    meta = json.loads((tmp_path / "run" / "adapter" / "metanlp.json").read_text())
+    assert meta["mixture"] == mixture
