@@ -168,8 +168,8 @@ def attach_translation_lora(model: torch.nn.Module, cfg, base_name: str = "") ->
     if cfg.layers:
         stack = decoder_stack(model)
         if stack is None:
-            raise ValueError(f"adapter.layers={list(cfg.layers)} is supported for decoder-only LMs with a model.layers "
-                             f"stack; {type(model).__name__} has none: leave adapter.layers empty")  # fmt: skip
+            raise ValueError(f"adapter.layers={list(cfg.layers)} needs a decoder-only LM with a model.layers stack; "
+                             f"{type(model).__name__} has none: leave adapter.layers empty")  # fmt: skip
         layers = resolve_layers(len(stack[1]), list(cfg.layers))
     lora = LoraConfig(
         r=cfg.r,

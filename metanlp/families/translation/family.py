@@ -10,8 +10,8 @@ With a :class:`~metanlp.families.translation.vocab_pruning.VocabMap`, the model'
 the way in and new -> old on the way out, so the original tokenizer is used unchanged.
 
 With LoRA only on the top decoder layers (``adapter.layers``), training batches carry the frozen prefix's output as
-``hidden_states`` (:mod:`metanlp.families.translation.prefix_cache`), computed once per batch, and :meth:`TranslationFamily.loss`
-runs only the LoRA layers on it; generation always runs the whole model.
+``hidden_states`` (:mod:`metanlp.families.translation.prefix_cache`), computed once per batch, and
+:meth:`TranslationFamily.loss` runs only the LoRA layers on it; generation always runs the whole model.
 """
 
 from __future__ import annotations

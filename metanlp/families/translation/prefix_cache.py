@@ -137,9 +137,9 @@ class DecoderPrefix:
         return captured[-1]
 
     def attach(self, batch: Batch) -> Batch:
-        """``batch`` plus ``hidden_states`` ``(n, seq_len, hidden)`` (a new dict; the tensors are shared), computed from
-        its ``input_ids`` and ``attention_mask``; ``batch`` itself when the cache is not usable (training mode, a
-        left-padded or label-free batch) or already holds states."""
+        """``batch`` plus ``hidden_states`` ``(n, seq_len, hidden)`` (a new dict; the tensors are shared), computed
+        from its ``input_ids`` and ``attention_mask``; ``batch`` itself when the cache is not usable (training mode,
+        a left-padded or label-free batch) or already holds states."""
         if STATE_KEY in batch or "labels" not in batch or not self.usable():
             return batch
         if batch["labels"].shape != batch["input_ids"].shape or not _right_padded(batch["attention_mask"]):
