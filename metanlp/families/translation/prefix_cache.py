@@ -5,8 +5,9 @@ With LoRA only on decoder layers ``k`` and up (``adapter.layers``, e.g. ``[-2, -
 an episode. :class:`DecoderPrefix` computes it once per batch under ``torch.no_grad`` (:meth:`DecoderPrefix.states`:
 the decoder runs layers ``[0, k)`` only, layer ``k - 1``'s output is captured with a forward hook, the LM head is never
 computed), the batch carries it as ``hidden_states`` ``(n, seq_len, hidden)``, and :meth:`DecoderPrefix.loss` runs
-only layers ``k ..`` + the final norm + the LM head on it under the fast weights (``functional_call`` with
-``inputs_embeds=hidden_states``).
+only layers ``k ..`` + the final norm on it under the fast weights (``functional_call`` of the decoder with
+``inputs_embeds=hidden_states``), then the LM head at the target positions only (prompt and padding positions do not
+enter the loss, and with a vocabulary of 10^4+ pieces their logits would cost as much as two decoder layers).
 
 How the layers are skipped: :func:`layer_window` temporarily replaces the decoder's ``layers`` list by one of the same
 length whose layers outside ``[start, stop)`` are a pass-through. Every layer keeps its index, so the decoder's own
@@ -112,6 +113,11 @@ class DecoderPrefix:
             raise ValueError(f"no frozen decoder prefix of {start_layer} layers in {type(model).__name__}")
         self.model, self.start_layer = model, start_layer
         self.decoder, layers = stack
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.lm_head: nn.Module = base.get_output_embeddings()
+        self.config = base.config
+        #: name of the decoder inside ``model`` plus a dot: what fast-weight names start with
+        self._prefix = next(n for n, m in model.named_modules() if m is self.decoder) + "."
         self.modules: list[nn.Module] = [self.decoder.embed_tokens, *layers[:start_layer]]
 
     def usable(self) -> bool:
@@ -148,15 +154,33 @@ class DecoderPrefix:
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         """Mean target-token cross-entropy (a scalar) of ``batch`` under the fast weights ``params``, from its
-        ``hidden_states``: only layers ``start_layer ..``, the final norm and the LM head run (and get gradients).
+        ``hidden_states``: only layers ``start_layer ..`` and the final norm run (and get gradients), and the LM head
+        only at the positions that predict a target token (``labels`` shifted by one, not -100), since the others
+        do not enter the loss. Equals ``model(input_ids, attention_mask, labels).loss`` (transformers'
+        ``ForCausalLMLoss``: float32 logits, mean over the target tokens; final logit soft-capping as configured).
+
+        Args:
+            params: fast weights keyed like ``model.named_parameters()``, all inside the decoder (LoRA).
+            batch: ``hidden_states`` ``(n, seq_len, hidden)``, ``attention_mask`` and ``labels`` ``(n, seq_len)``.
 
         Raises:
             KeyError: ``batch`` has no ``hidden_states`` (see :meth:`attach`).
+            ValueError: a key of ``params`` lies outside the decoder.
         """
-        kwargs = {"inputs_embeds": batch[STATE_KEY], "attention_mask": batch["attention_mask"],
-                  "labels": batch["labels"], "use_cache": False}  # fmt: skip
+        outside = [k for k in params if not k.startswith(self._prefix)]
+        if outside:
+            raise ValueError(f"fast weights outside the decoder ({outside[:3]}): the cached loss cannot use them")
+        local = {k[len(self._prefix) :]: v for k, v in params.items()}
+        kwargs = {"inputs_embeds": batch[STATE_KEY], "attention_mask": batch["attention_mask"], "use_cache": False}
         with layer_window(self.decoder, self.start_layer):
-            return functional_call(self.model, params, (), kwargs, strict=False).loss
+            hidden = functional_call(self.decoder, local, (), kwargs, strict=False).last_hidden_state
+        targets = nn.functional.pad(batch["labels"], (0, 1), value=-100)[:, 1:]  # position t predicts token t + 1
+        keep = targets != -100
+        logits = self.lm_head(hidden[keep])  # (n_targets, vocab)
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
 def decoder_prefix(model: nn.Module) -> DecoderPrefix | None:
