@@ -94,8 +94,9 @@ class AdapterConfig:
             and caches their output (``metanlp.families.text_classification.prefix_cache``), and the translation
             family once per training batch (``metanlp.families.translation.prefix_cache``): inner steps, query
             passes and adaptation run only the LoRA layers.
-        prefix_cache_mb: memory bound of that cache, MiB (least recently used texts are dropped first); 0 = no
-            cache (every pass runs the whole encoder).
+        prefix_cache_mb: memory bound of the text family's cache, MiB (least recently used texts are dropped
+            first); 0 = no cache (every pass runs the whole encoder or decoder). The translation family keeps its
+            states only in the episode's batches (no bound needed) and reads only ``0`` (off) from this key.
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output

@@ -120,7 +120,8 @@ def build_translation(
     if init_meta is not None:
         _load_lora(peft_model, cfg.adapter.init, "adapter.init")
     t = cfg.translation
-    task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names)
+    task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names,
+                             prefix_cache=cfg.adapter.prefix_cache_mb > 0)  # fmt: skip
     return TranslationSetup(peft_model, tokenizer, task, params, pretrained, vocab, tokenizer_texts)
 
 

@@ -199,3 +199,11 @@ def test_decoder_prefix_ignores_seq2seq_models():
     t5 = T5ForConditionalGeneration(T5Config(vocab_size=len(tok), d_model=16, d_ff=32, d_kv=8, num_layers=1,
                                              num_heads=2, decoder_start_token_id=0))  # fmt: skip
     assert decoder_prefix(attach_translation_lora(t5, AdapterConfig(r=2, alpha=4, target_modules=["q", "v"]))) is None
+
+
+def test_prefix_cache_mb_zero_turns_the_cache_off():
+    assert build_translation(_cfg([-1]), TEXTS, ["en", "sw"]).task.prefix is not None
+    cfg = load_recipe(None, ["model.name=" + TINY_TRANSLATOR, "task.family=translation", "adapter.r=2",
+                             "adapter.target_modules=[q_proj,v_proj]", "adapter.layers=[-1]",
+                             "adapter.prefix_cache_mb=0"])  # fmt: skip
+    assert build_translation(cfg, TEXTS, ["en", "sw"]).task.prefix is None
