@@ -88,13 +88,15 @@ class AdapterConfig:
         alpha: LoRA scaling numerator (scale = alpha / r).
         dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
-        layers: indices of the encoder layers that get LoRA (peft ``layers_to_transform``); negative indices count
-            from the top, so ``[-2, -1]`` (the default) is the top two layers of any depth. Empty = every layer. When the lowest
-            LoRA layer is above layer 0, the text family computes the frozen layers below it once per text and
-            caches their output (``metanlp.families.text_classification.prefix_cache``): inner steps, query passes and adaptation run only the
-            LoRA layers.
-        prefix_cache_mb: memory bound of that cache, MiB (least recently used texts are dropped first); 0 = no
-            cache (every pass runs the whole encoder).
+        layers: indices of the encoder (or decoder) layers that get LoRA (peft ``layers_to_transform``); negative
+            indices count from the top, so ``[-2, -1]`` (the default) is the top two layers of any depth. Empty =
+            every layer. When the lowest LoRA layer is above layer 0, the text family computes the frozen layers below
+            it once per text and caches their output (``metanlp.families.text_classification.prefix_cache``), and the translation
+            family once per training batch (``metanlp.families.translation.prefix_cache``): inner steps, query
+            passes and adaptation run only the LoRA layers.
+        prefix_cache_mb: memory bound of the text family's cache, MiB (least recently used texts are dropped
+            first); 0 = no cache (every pass runs the whole encoder or decoder). The translation family keeps its
+            states only in the episode's batches (no bound needed) and reads only ``0`` (off) from this key.
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output

@@ -5,7 +5,8 @@ Sorting the examples by length first groups long with long and short with short,
 its own longest sequence. For a family whose loss is a mean over examples and whose padding is masked out (text
 classification: masked attention keys, masked pooling), the summed, size-weighted chunk gradients equal the full
 batch's. A family opts in by naming its padded tensors in ``sequence_keys``; without it the chunks are contiguous and
-untrimmed (translation: token-mean loss, left-padded prompt tensors).
+untrimmed (translation: token-mean loss, left-padded prompt tensors; its cached ``hidden_states`` ``(n, seq_len,
+hidden)`` are cut along dim 0 like every other tensor).
 """
 
 from __future__ import annotations

@@ -160,3 +160,24 @@ def test_translation_meta_validation_logs_chrf_and_plots(tmp_path):
     assert all(0 <= e["val_chrf"] <= 100 for e in log)  # a NaN fails this
     png = plot_curves(out)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_top_layer_lora_meta_train_then_new_pair_use_the_prefix_cache(tmp_path):
+    """adapter.layers=[-1]: meta-training (+ multi-task baseline) and adaptation run with the frozen-prefix cache; the
+    adapters record lora_layers, and adapting from them under another adapter.layers is a clear error."""
+    cfg = _cfg(tmp_path, f"run.output_dir={tmp_path / 'meta'}", "translation.multitask_baseline=true",
+               "adapter.layers=[-1]")  # fmt: skip
+    translation_meta_train.run(cfg)
+    meta_dir, multitask_dir = tmp_path / "meta" / "adapter", tmp_path / "meta" / "multitask_adapter"
+    for folder in (meta_dir, multitask_dir):
+        assert json.loads((folder / "metanlp.json").read_text())["lora_layers"] == [1]
+        assert all(".layers.1." in k for k in load_file(folder / "adapter_model.safetensors"))
+    support = tmp_path / "support.tsv"
+    support.write_text("".join(f"the dog number {i}\tinja {i}\n" for i in range(3)), encoding="utf-8")
+    sets = [f"adapter.init={meta_dir}", f"adapter.multitask_init={multitask_dir}", f"data.support={support}",
+            f"data.eval={support}", "translation.source_lang=en", "translation.target_lang=zu"]  # fmt: skip
+    metrics = new_language_pair.run(_cfg(tmp_path, *sets, "adapter.layers=[-1]", f"run.output_dir={tmp_path / 'p'}"))
+    assert list(metrics["methods"]) == ["prompting", "finetune", "multitask", "meta"]
+    assert json.loads((tmp_path / "p" / "adapter" / "metanlp.json").read_text())["lora_layers"] == [1]
+    with pytest.raises(ValueError, match=r"has LoRA on layers \[1\], but adapter.layers gives \[0, 1\]"):
+        new_language_pair.run(_cfg(tmp_path, *sets, f"run.output_dir={tmp_path / 'q'}"))

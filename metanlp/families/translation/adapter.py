@@ -3,7 +3,9 @@
 An adapter folder is plain peft (``adapter_config.json`` + ``adapter_model.safetensors``: LoRA weights only, which do
 not depend on the vocabulary), so ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), dir)``
 loads it with stock peft. ``metanlp.json`` records the languages, the backbone and its licence, and the pruning map
-(the kept original piece ids) so that ``metanlp translate`` rebuilds exactly the model that was trained.
+(the kept original piece ids) so that ``metanlp translate`` rebuilds exactly the model that was trained, and
+``lora_layers``: the decoder layers that hold LoRA (``adapter.layers``; loading it as ``adapter.init`` under other
+layers is a ValueError naming both).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import torch
 from peft import PeftModel
 
 from metanlp.core.config import RecipeConfig
-from metanlp.core.files import read_metadata
-from metanlp.core.saving import load_adapter_weights, save_adapter
+from metanlp.core.files import METADATA_FILE, read_metadata
+from metanlp.core.saving import load_adapter_weights, lora_layer_indices, save_adapter
 from metanlp.families.translation.backbone import (
     TINY_TRANSLATOR,
     attach_translation_lora,
@@ -116,20 +118,23 @@ def build_translation(
     params = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
     pretrained = {k: v.detach().clone() for k, v in params.items()}
     if init_meta is not None:
-        _load_lora(peft_model, cfg.adapter.init)
+        _load_lora(peft_model, cfg.adapter.init, "adapter.init")
     t = cfg.translation
-    task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names)
+    task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names,
+                             prefix_cache=cfg.adapter.prefix_cache_mb > 0)  # fmt: skip
     return TranslationSetup(peft_model, tokenizer, task, params, pretrained, vocab, tokenizer_texts)
 
 
-def lora_weights(setup: TranslationSetup, adapter_dir: str | Path) -> dict[str, torch.Tensor]:
+def lora_weights(
+    setup: TranslationSetup, adapter_dir: str | Path, key: str = "adapter.multitask_init"
+) -> dict[str, torch.Tensor]:
     """LoRA weights of another saved translation adapter, keyed like ``setup.meta_params``; the model keeps its own.
 
     Raises:
-        ValueError: the adapter's LoRA does not fit ``setup``'s adapter config.
+        ValueError: the adapter's LoRA does not fit ``setup``'s adapter config (other layers, ranks, modules).
     """
     own = {k: v.detach().clone() for k, v in setup.meta_params.items()}
-    _load_lora(setup.model, adapter_dir)
+    _load_lora(setup.model, adapter_dir, key)
     other = {k: v.detach().clone() for k, v in setup.meta_params.items()}
     with torch.no_grad():
         for k, v in setup.meta_params.items():
@@ -137,7 +142,17 @@ def lora_weights(setup: TranslationSetup, adapter_dir: str | Path) -> dict[str, 
     return other
 
 
-def _load_lora(model: PeftModel, adapter_dir: str | Path) -> None:
+def _check_lora_layers(model: torch.nn.Module, adapter_dir: str | Path, meta: dict[str, Any], key: str) -> None:
+    """Raise ValueError when ``metanlp.json``'s ``lora_layers`` differ from the layers ``model`` has LoRA on."""
+    have = lora_layer_indices(model)
+    if "lora_layers" in meta and meta["lora_layers"] != have:
+        raise ValueError(f"{key}={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
+                         f"gives {have}: set adapter.layers as in its recipe.yaml")  # fmt: skip
+
+
+def _load_lora(model: PeftModel, adapter_dir: str | Path, key: str) -> None:
+    has_meta = (Path(adapter_dir) / METADATA_FILE).is_file()  # a plain peft folder has no metanlp.json to check
+    _check_lora_layers(model, adapter_dir, read_metadata(adapter_dir) if has_meta else {}, key)
     load_adapter_weights(model, adapter_dir, lora_only=True)
     log.info("loaded LoRA weights from %s", adapter_dir)
 
@@ -190,6 +205,7 @@ def load_translation_adapter(adapter_dir: str | Path, backbone: str | None = Non
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(f"{adapter_dir}: adapter does not fit backbone {name!r}: {e}") from e
+    _check_lora_layers(peft_model, adapter_dir, meta, "adapter")  # adapter_config.json vs metanlp.json
     peft_model.eval()
     task = TranslationFamily(peft_model, tokenizer, vocab, meta.get("max_length", 128),
                              meta.get("max_new_tokens", 96), meta.get("language_names", {}))  # fmt: skip

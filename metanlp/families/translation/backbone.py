@@ -17,7 +17,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from metanlp.core.saving import lora_layer_indices
+from metanlp.families.text_classification.layer_stack import resolve_layers
 from metanlp.families.translation.gguf import PACKAGED_GGUF, resolve_causal_lm
+from metanlp.families.translation.prefix_cache import decoder_stack
 
 __all__ = [
     "DEFAULT_TRANSLATOR",
@@ -73,8 +76,15 @@ def load_translator(name: str = DEFAULT_TRANSLATOR, trust_remote_code: bool = Fa
     return model, tokenizer
 
 
-def tiny_causal_lm(texts: list[str], seed: int = 0, vocab_size: int = 400) -> tuple[torch.nn.Module, object]:
-    """A randomly initialised 2-layer Gemma-3 (hidden 32) with a byte-level BPE tokenizer trained on ``texts``.
+def tiny_causal_lm(
+    texts: list[str],
+    seed: int = 0,
+    vocab_size: int = 400,
+    layer_types: list[str] | None = None,
+    sliding_window: int = 64,
+) -> tuple[torch.nn.Module, object]:
+    """A randomly initialised Gemma-3 (hidden 32; 2 layers by default) with a byte-level BPE tokenizer trained on
+    ``texts``.
 
     For fast tests of the code path only; never use it for a reported number.
 
@@ -82,6 +92,9 @@ def tiny_causal_lm(texts: list[str], seed: int = 0, vocab_size: int = 400) -> tu
         texts: texts to train the tiny tokenizer on (any text still encodes: byte-level).
         seed: torch seed of the random weights.
         vocab_size: target vocabulary size of the tokenizer.
+        layer_types: one ``"sliding_attention"`` / ``"full_attention"`` per layer (their number is the depth);
+            default ``["sliding_attention", "full_attention"]``.
+        sliding_window: tokens a sliding-attention layer sees.
 
     Returns:
         ``(model, tokenizer)``, frozen and in eval mode.
@@ -103,18 +116,19 @@ def tiny_causal_lm(texts: list[str], seed: int = 0, vocab_size: int = 400) -> tu
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
     )
+    layer_types = layer_types or ["sliding_attention", "full_attention"]
     torch.manual_seed(seed)
     config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=len(layer_types),
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
         max_position_embeddings=512,
-        sliding_window=64,
-        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=sliding_window,
+        layer_types=list(layer_types),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -133,11 +147,15 @@ def attach_translation_lora(model: torch.nn.Module, cfg, base_name: str = "") ->
     Args:
         model: the frozen backbone.
         cfg: :class:`~metanlp.core.config.AdapterConfig` (rank, alpha, dropout, target modules such as
-            ``[q_proj, k_proj, v_proj, o_proj]``).
+            ``[q_proj, k_proj, v_proj, o_proj]``, and ``layers``: the decoder layers that get LoRA, passed to peft as
+            ``layers_to_transform`` with ``layers_pattern="layers"``; negative indices count from the top, so
+            ``[-2, -1]`` is the top two layers; empty = every layer).
         base_name: backbone name recorded in ``adapter_config.json`` (``base_model_name_or_path``).
 
     Raises:
-        ValueError: none of ``cfg.target_modules`` exists in the backbone (the message lists its linear layers).
+        ValueError: none of ``cfg.target_modules`` exists in the backbone (the message lists its linear layers);
+            ``cfg.layers`` names a layer the decoder does not have, or is set for a seq2seq model or a model whose
+            layer stack is not ``model.layers.N``.
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -146,12 +164,25 @@ def attach_translation_lora(model: torch.nn.Module, cfg, base_name: str = "") ->
     if missing:
         raise ValueError(f"adapter.target_modules {missing} not found in the backbone; its linear layers: {linear}")
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    layers = None
+    if cfg.layers:
+        stack = decoder_stack(model)
+        if stack is None:
+            raise ValueError(f"adapter.layers={list(cfg.layers)} needs a decoder-only LM with a model.layers stack; "
+                             f"{type(model).__name__} has none: leave adapter.layers empty")  # fmt: skip
+        layers = resolve_layers(len(stack[1]), list(cfg.layers))
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules),
+        layers_to_transform=layers,
+        layers_pattern="layers" if layers is not None else None,
         task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
         base_model_name_or_path=base_name or None,
     )
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    if layers is not None and lora_layer_indices(peft_model) != layers:
+        raise ValueError(f"adapter.layers={list(cfg.layers)}: LoRA landed on layers {lora_layer_indices(peft_model)}, "
+                         f"not {layers}")  # fmt: skip
+    return peft_model

@@ -8,6 +8,10 @@ prompt in its encoder and generates the target.
 
 With a :class:`~metanlp.families.translation.vocab_pruning.VocabMap`, the model's vocabulary is pruned; token ids are mapped old -> new on
 the way in and new -> old on the way out, so the original tokenizer is used unchanged.
+
+With LoRA only on the top decoder layers (``adapter.layers``), training batches carry the frozen prefix's output as
+``hidden_states`` (:mod:`metanlp.families.translation.prefix_cache`), computed once per batch, and
+:meth:`TranslationFamily.loss` runs only the LoRA layers on it; generation always runs the whole model.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from transformers import PreTrainedTokenizerBase
 from metanlp.core.metrics import load_metric
 from metanlp.core.protocols import Batch, Params
 from metanlp.families.translation.pairs import PairEpisode, language_name
+from metanlp.families.translation.prefix_cache import STATE_KEY, DecoderPrefix, decoder_prefix
 from metanlp.families.translation.vocab_pruning import VocabMap
 
 __all__ = ["TranslationFamily", "newline_ids"]
@@ -45,6 +50,11 @@ class TranslationFamily:
         language_names: extra ``code -> name`` entries for the prompt.
         prompt_shots: support pairs put into every query prompt (in-context examples); 0 = zero-shot prompt.
         chunk_size: sentences per generation batch.
+        prefix_cache: with LoRA above decoder layer 0, compute the frozen layers once per training batch
+            (:mod:`metanlp.families.translation.prefix_cache`); False runs the whole decoder at every step.
+
+    Attributes:
+        prefix: the frozen decoder prefix when the cache is in use, else None.
     """
 
     def __init__(
@@ -57,6 +67,7 @@ class TranslationFamily:
         language_names: dict[str, str] | None = None,
         prompt_shots: int = 0,
         chunk_size: int = 8,
+        prefix_cache: bool = True,
     ) -> None:
         self.model, self.tokenizer, self.vocab = model, tokenizer, vocab
         self.max_length, self.max_new_tokens, self.chunk_size = max_length, max_new_tokens, chunk_size
@@ -71,6 +82,7 @@ class TranslationFamily:
         line_end = tokenizer("\n", add_special_tokens=False)["input_ids"]
         if vocab is not None and not bool(vocab.contains(torch.tensor(line_end)).all()):
             raise ValueError("the pruned vocabulary lacks the newline piece that ends every prompt line: keep it")
+        self.prefix: DecoderPrefix | None = decoder_prefix(model) if prefix_cache and not self.seq2seq else None
 
     @property
     def device(self) -> torch.device:
@@ -142,12 +154,19 @@ class TranslationFamily:
                  "reference_ids": ref_ids}  # fmt: skip
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def with_states(self, batch: Batch) -> Batch:
+        """``batch`` plus the frozen prefix's ``hidden_states`` ``(n, seq_len, hidden)`` when the prefix cache is in
+        use and usable (eval mode, right-padded causal batch); else ``batch`` unchanged. For training batches: every
+        later :meth:`loss` on it (or on rows of it) runs only the LoRA layers."""
+        return self.prefix.attach(batch) if self.prefix is not None else batch
+
     def batches(self, episode: PairEpisode) -> tuple[Batch, Batch]:
-        """Support batch (zero-shot prompts) and query batch (prompts with ``prompt_shots`` support examples)."""
+        """Support batch (zero-shot prompts) and query batch (prompts with ``prompt_shots`` support examples), each
+        with the frozen prefix's states when the prefix cache is in use (:meth:`with_states`)."""
         shots = episode.support[: self.prompt_shots]
         return (
-            self.encode(episode.support, episode.source_lang, episode.target_lang),
-            self.encode(episode.query, episode.source_lang, episode.target_lang, shots),
+            self.with_states(self.encode(episode.support, episode.source_lang, episode.target_lang)),
+            self.with_states(self.encode(episode.query, episode.source_lang, episode.target_lang, shots)),
         )
 
     # ---- the TaskFamily protocol -----------------------------------------------------------------------------------
@@ -160,9 +179,15 @@ class TranslationFamily:
         return None
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
-        """Mean cross-entropy over the target tokens of ``batch`` under the LoRA weights ``params`` (a scalar)."""
+        """Mean cross-entropy over the target tokens of ``batch`` under the LoRA weights ``params`` (a scalar).
+
+        A batch with ``hidden_states`` (:meth:`with_states`) runs only the layers from the lowest LoRA layer up, while
+        the prefix is usable (eval mode); otherwise, and for a batch without them, the whole model runs.
+        """
+        if STATE_KEY in batch and self.prefix is not None and self.prefix.usable():
+            return self.prefix.loss(params, batch)
         kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
-        return functional_call(self.model, params, (), kwargs, strict=False).loss
+        return functional_call(self.model, params, (), {**kwargs, "use_cache": False}, strict=False).loss
 
     @contextlib.contextmanager
     def using(self, params: Params) -> Iterator[None]:

@@ -111,7 +111,7 @@ class FewShotTranslator:
             texts += [x for ps in load_pairs(corpora).pairs.values() for p in ps for x in p]
         self.setup = build_translation(self.cfg, texts, [t.source_lang, t.target_lang])
         self.task = self.setup.task
-        support = self.task.encode(pairs, t.source_lang, t.target_lang)
+        support = self.task.with_states(self.task.encode(pairs, t.source_lang, t.target_lang))
         learner = adaptation_learner(self.cfg, self.setup.meta_params)
         import torch
 

@@ -167,7 +167,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     task = setup.task
     budget = adaptation_budget(cfg)
     learner = adaptation_learner(cfg, setup.meta_params)
-    support = task.encode(support_pairs, src, tgt)
+    support = task.with_states(task.encode(support_pairs, src, tgt))  # frozen-prefix states with adapter.layers
     start = time.perf_counter()
     with torch.enable_grad():
         fast = learner.adapt(task, setup.meta_params, support)
