@@ -1,6 +1,6 @@
 """Bench: seconds per FOMAML meta-training episode on Gemma-3-270m, all-layer LoRA vs top-L LoRA + frozen-prefix cache.
 
-Run: ``METANLP_CACHE=/work/main/.cache/metanlp PYTHONPATH=. python bench/translation/prefix_cache_speed.py
+Run: ``PYTHONPATH=. python bench/translation/prefix_cache_speed.py
 [--episodes 3] [--top 2 4 6]`` (needs the converted backbone; ~10 minutes on 2 cores).
 Writes ``bench/translation/prefix_cache_speed.json``.
 
