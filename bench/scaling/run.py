@@ -46,7 +46,8 @@ LAUNCH_BATCH = 4
 
 def overrides(args: argparse.Namespace) -> list[str]:
     """Recipe overrides shared by every setting."""
-    return [f"model.name={args.model}", "task.n_way=5", f"task.k_shot={args.k_shot}", f"task.q_query={args.q_query}",
+    return [f"model.name={args.model}", f"task.n_way={args.n_way}", f"task.k_shot={args.k_shot}",
+            f"task.q_query={args.q_query}",
             "meta.eval_every=0",
             "meta.save_every=0", "eval.episodes=0", "run.progress=false", f"run.seed={args.seed}"]  # fmt: skip
 
@@ -59,7 +60,7 @@ def in_process(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
     cfg = load_recipe(RECIPE, overrides(args))
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
-    sampler = make_sampler(cfg, corpus, splits.train, "train", 5, args.k_shot, args.q_query)
+    sampler = make_sampler(cfg, corpus, splits.train, "train", args.n_way, args.k_shot, args.q_query)
     accelerator = Accelerator(cpu=True)
     init = {k: v.detach().clone() for k, v in setup.meta_params.items()}
     FOMAML(cfg.meta.inner_lr, 1).meta_gradient(setup.task, setup.meta_params, sampler.sample(10**6))  # warm-up
@@ -126,7 +127,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="single outer steps per in-process setting (best kept)")
     p.add_argument("--launch-outer-steps", type=int, default=2, help="outer steps of the 1- vs 2-process runs")
     p.add_argument("--compare-threads", action="store_true", help="also run 1 process x 2 threads (slow when shared)")
-    p.add_argument("--k-shot", type=int, default=2, help="support examples per class (5-way episodes)")
+    p.add_argument("--n-way", type=int, default=5, help="classes per episode (default 5; the recipe's: 30)")
+    p.add_argument("--k-shot", type=int, default=2, help="support examples per class")
     p.add_argument("--q-query", type=int, default=3, help="query examples per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=29517, help="rendezvous port of the 2-process run")
@@ -166,7 +168,7 @@ def main() -> None:
     sys.stdout.write("\n".join(lines) + "\n")
     config = {
         **vars(args),
-        "episodes": "5-way 5-shot 5-query, ICD-10 meta-train classes",
+        "episodes": f"{args.n_way}-way {args.k_shot}-shot {args.q_query}-query, ICD-10 meta-train classes",
         "command": "PYTHONPATH=. python bench/run.py scaling",
         "seconds": round(time.perf_counter() - t0, 1),
     }
