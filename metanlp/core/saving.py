@@ -8,14 +8,13 @@ half-written adapter and an existing folder is replaced only by a complete one.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from peft import PeftModel
 
 from metanlp.core.files import METADATA_FILE, atomic_dir, write_json_atomic
+from metanlp.core.lora_layers import lora_layer_indices
 
 __all__ = [
     "atomic_dir",
@@ -24,15 +23,6 @@ __all__ = [
     "save_adapter",
     "write_json_atomic",
 ]
-
-
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-
-
-def lora_layer_indices(model: torch.nn.Module) -> list[int]:
-    """Sorted indices of the transformer layers that hold LoRA weights (``...layer.N...`` or ``...layers.N...``)."""
-    found = {int(m.group(1)) for n, _ in model.named_parameters() if "lora_" in n and (m := _LAYER_INDEX.search(n))}
-    return sorted(found)
 
 
 def save_adapter(

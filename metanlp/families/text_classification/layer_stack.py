@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metanlp.core.saving import lora_layer_indices  # noqa: F401 - re-exported
+from metanlp.core.lora_layers import lora_layer_indices, resolve_layers  # noqa: F401 - re-exported
 
 __all__ = ["LAYERS_PATTERN", "encoder_layers", "lora_layer_indices", "prefix_states", "resolve_layers", "run_layers"]
 
@@ -30,28 +30,6 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList | None:
         return None
     layers = getattr(getattr(backbone, "encoder", None), "layer", None)
     return layers if isinstance(layers, nn.ModuleList) else None
-
-
-def resolve_layers(num_layers: int, layers: list[int]) -> list[int]:
-    """Sorted absolute indices of ``adapter.layers`` (negative indices count from the top: -1 = the last layer).
-
-    Args:
-        num_layers: layers of the backbone.
-        layers: ``adapter.layers``; empty = every layer.
-
-    Raises:
-        ValueError: an index is out of range or two name the same layer.
-    """
-    if not layers:
-        return list(range(num_layers))
-    bad = [i for i in layers if not -num_layers <= i < num_layers]
-    if bad:
-        raise ValueError(f"adapter.layers={list(layers)}: {bad} out of range for a backbone with {num_layers} layers "
-                         f"(0..{num_layers - 1}, or -{num_layers}..-1 from the top)")  # fmt: skip
-    absolute = [i % num_layers for i in layers]
-    if len(set(absolute)) != len(absolute):
-        raise ValueError(f"adapter.layers={list(layers)} names a layer twice ({absolute} from the bottom)")
-    return sorted(absolute)
 
 
 def _layer_mask(backbone: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:

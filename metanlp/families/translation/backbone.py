@@ -17,8 +17,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from metanlp.core.saving import lora_layer_indices
-from metanlp.families.text_classification.layer_stack import resolve_layers
+from metanlp.core.lora_layers import lora_layer_indices, resolve_layers
 from metanlp.families.translation.gguf import PACKAGED_GGUF, resolve_causal_lm
 from metanlp.families.translation.prefix_cache import decoder_stack
 
