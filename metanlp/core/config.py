@@ -89,9 +89,11 @@ class AdapterConfig:
         dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
         layers: indices of the encoder (or decoder) layers that get LoRA (peft ``layers_to_transform``); negative
-            indices count from the top, so ``[-2, -1]`` (the default) is the top two layers of any depth. Empty =
-            every layer. When the lowest LoRA layer is above layer 0, the text family computes the frozen layers below
-            it once per text and caches their output (``metanlp.families.text_classification.prefix_cache``), and the translation
+            indices count from the top, so ``[-2, -1]`` is the top two layers of any depth. Empty = every layer.
+            Unset (``null``, the default) = the task family's default: the top two layers for text classification
+            (``[-2, -1]``), every layer for translation (top-L LoRA lost chrF there, ``bench/translation``). When
+            the lowest LoRA layer is above layer 0, the text family computes the frozen layers below it once per text
+            and caches their output (``metanlp.families.text_classification.prefix_cache``), and the translation
             family once per training batch (``metanlp.families.translation.prefix_cache``): inner steps, query
             passes and adaptation run only the LoRA layers.
         prefix_cache_mb: memory bound of the text family's cache, MiB (least recently used texts are dropped
@@ -108,7 +110,7 @@ class AdapterConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
-    layers: list[int] = field(default_factory=lambda: [-2, -1])
+    layers: list[int] | None = None
     prefix_cache_mb: float = 512.0
     init: str = ""
     multitask_init: str = ""
@@ -116,9 +118,9 @@ class AdapterConfig:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise ConfigError(f"adapter.r must be >= 1, got {self.r}")
-        if any(isinstance(i, bool) or not isinstance(i, int) for i in self.layers):
+        if self.layers is not None and any(isinstance(i, bool) or not isinstance(i, int) for i in self.layers):
             raise ConfigError(f"adapter.layers={list(self.layers)} must be a list of layer indices, e.g. [-2, -1]")
-        if len(set(self.layers)) != len(self.layers):
+        if self.layers is not None and len(set(self.layers)) != len(self.layers):
             raise ConfigError(f"adapter.layers={list(self.layers)} names a layer twice")
         if not self.prefix_cache_mb >= 0:
             raise ConfigError(f"adapter.prefix_cache_mb must be >= 0 (0 = no cache), got {self.prefix_cache_mb}")

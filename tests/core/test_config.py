@@ -54,9 +54,12 @@ def test_yaml_round_trip_and_lenient_reader() -> None:
     assert again.adapter.r == 4 and again.task.n_way == 0
 
 
-def test_run_threads_is_validated_and_the_default_is_top_two_layer_lora() -> None:
+def test_run_threads_is_validated_and_adapter_layers_default_to_the_family() -> None:
     with pytest.raises(ConfigError, match="run.threads"):
         load_recipe(None, ["run.threads=-1"])
     cfg = load_recipe(None, ["run.threads=1"])
     assert cfg.run.threads == 1
-    assert cfg.adapter.layers == [-2, -1]  # the default: LoRA on the top 2 layers, the frozen prefix cached
+    assert cfg.adapter.layers is None  # unset: the family's default (text: top 2 layers; translation: every layer)
+    from metanlp.families.text_classification.adapter import DEFAULT_LAYERS
+
+    assert DEFAULT_LAYERS == [-2, -1]

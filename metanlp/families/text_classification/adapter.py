@@ -43,6 +43,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: ``adapter.layers`` when a recipe leaves it unset: LoRA on the top two encoder layers, the layers below computed once
+#: per text (``prefix_cache``); 3.3x ``higher``'s meta-training episodes/s at -0.25 / -0.46 points of 5-shot accuracy
+#: against all layers on CLINC150 (README "Faster").
+DEFAULT_LAYERS = [-2, -1]
+
 
 class TextClassifier(nn.Module):
     """Encoder + linear head: ``logits = head(mean_pool(encoder(x)))``.
@@ -93,7 +98,7 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
     Args:
         encoder: the frozen encoder.
         cfg: rank, alpha, dropout, target modules and the layers that get LoRA (``adapter.layers``, passed to peft as
-            ``layers_to_transform`` with ``layers_pattern="layer"``).
+            ``layers_to_transform`` with ``layers_pattern="layer"``; unset = :data:`DEFAULT_LAYERS`).
         num_labels: classes of the head.
         base_name: backbone name recorded in ``adapter_config.json`` as ``base_model_name_or_path``.
 
@@ -109,7 +114,8 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
         )
     stack = encoder_layers(encoder.backbone)  # its real depth (a backbone cut to fewer layers keeps its config's count)
     depth = len(stack) if stack is not None else int(encoder.backbone.config.num_hidden_layers)
-    layers = resolve_layers(depth, list(cfg.layers)) if cfg.layers else None
+    wanted = DEFAULT_LAYERS if cfg.layers is None else list(cfg.layers)
+    layers = resolve_layers(depth, wanted) if wanted else None
     pattern = LAYERS_PATTERN if layers is not None and stack is not None else None
     lora = LoraConfig(
         r=cfg.r,
@@ -122,7 +128,7 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
     )
     model = get_peft_model(TextClassifier(encoder, num_labels, base_name), lora)
     if layers is not None and lora_layer_indices(model) != layers:
-        raise ValueError(f"adapter.layers={list(cfg.layers)}: LoRA landed on layers {lora_layer_indices(model)}, "
+        raise ValueError(f"adapter.layers={wanted}: LoRA landed on layers {lora_layer_indices(model)}, "
                          f"not {layers} (is the backbone's layer stack named encoder.layer.N?)")  # fmt: skip
     return model
 

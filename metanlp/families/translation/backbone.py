@@ -148,7 +148,7 @@ def attach_translation_lora(model: torch.nn.Module, cfg, base_name: str = "") ->
         cfg: :class:`~metanlp.core.config.AdapterConfig` (rank, alpha, dropout, target modules such as
             ``[q_proj, k_proj, v_proj, o_proj]``, and ``layers``: the decoder layers that get LoRA, passed to peft as
             ``layers_to_transform`` with ``layers_pattern="layers"``; negative indices count from the top, so
-            ``[-2, -1]`` is the top two layers; empty = every layer).
+            ``[-2, -1]`` is the top two layers; empty or unset = every layer).
         base_name: backbone name recorded in ``adapter_config.json`` (``base_model_name_or_path``).
 
     Raises:
@@ -164,7 +164,7 @@ def attach_translation_lora(model: torch.nn.Module, cfg, base_name: str = "") ->
         raise ValueError(f"adapter.target_modules {missing} not found in the backbone; its linear layers: {linear}")
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     layers = None
-    if cfg.layers:
+    if cfg.layers:  # unset (None) or [] = every layer: top-L LoRA lost chrF on meta-val pairs (bench/translation)
         stack = decoder_stack(model)
         if stack is None:
             raise ValueError(f"adapter.layers={list(cfg.layers)} needs a decoder-only LM with a model.layers stack; "
