@@ -88,17 +88,13 @@ class AdapterConfig:
         alpha: LoRA scaling numerator (scale = alpha / r).
         dropout: dropout on the LoRA input (0 keeps inner loops deterministic).
         target_modules: names of the linear layers that get LoRA (BERT: query, key, value).
-        layers: indices of the encoder (or decoder) layers that get LoRA (peft ``layers_to_transform``); negative
-            indices count from the top, so ``[-2, -1]`` is the top two layers of any depth. Empty = every layer.
-            Unset (``null``, the default) = the task family's default: the top two layers for text classification
-            (``[-2, -1]``), every layer for translation (top-L LoRA lost chrF there, ``bench/translation``). When
-            the lowest LoRA layer is above layer 0, the text family computes the frozen layers below it once per text
-            and caches their output (``metanlp.families.text_classification.prefix_cache``), and the translation
-            family once per training batch (``metanlp.families.translation.prefix_cache``): inner steps, query
-            passes and adaptation run only the LoRA layers.
-        prefix_cache_mb: memory bound of the text family's cache, MiB (least recently used texts are dropped
-            first); 0 = no cache (every pass runs the whole encoder or decoder). The translation family keeps its
-            states only in the episode's batches (no bound needed) and reads only ``0`` (off) from this key.
+        layers: encoder/decoder layers that get LoRA (peft ``layers_to_transform``); negative indices count from the
+            top (``[-2, -1]``: the top two). Empty = every layer; unset (default) = the family's: top two for text,
+            every layer for translation (top-L lost chrF there). Layers below the lowest LoRA layer are computed once
+            (text: per text, ``families.text_classification.prefix_cache``; translation: per batch,
+            ``families.translation.prefix_cache``); inner steps, query passes and adaptation run only the LoRA layers.
+        prefix_cache_mb: memory bound of the text family's cache, MiB (least recently used texts dropped first);
+            0 = no cache in either family (every pass runs the whole encoder or decoder).
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output
@@ -152,10 +148,8 @@ class TaskConfig:
         cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
         cactus_clusters: k of each partition (cycled over the partitions).
         cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
-        mixture: more meta-train datasets (files or CLINC150 folders, as ``dataset``); every class of each is
-            meta-trained on, beside ``dataset``'s meta-train classes. Each episode comes from one dataset, drawn with
-            probability proportional to its size ** ``mixture_alpha``
-            (``metanlp.families.text_classification.mixture``).
+        mixture: more meta-train datasets (as ``dataset``), all their classes meta-trained on beside ``dataset``'s
+            meta-train classes; each episode from one dataset, drawn by size ** ``mixture_alpha`` (``...mixture``).
         mixture_alpha: exponent of the dataset sizes in the mixture weights: 0.5 = square-root sampling (Bansal et
             al. 2020), 1 = proportional, 0 = uniform over datasets.
         n_way_max: when > 0, N of each meta-training episode is drawn uniformly from ``[n_way, n_way_max]`` (capped
