@@ -68,6 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=3, help="timed episodes per variant (after one warm-up)")
     parser.add_argument("--top", type=int, nargs="+", default=[2, 4, 6], help="L values: LoRA on the top L layers")
+    parser.add_argument(
+        "--all-layer-head",
+        action="store_true",
+        help="instead: all-layer LoRA with the cache off (adapter.prefix_cache_mb=0: the LM head at "
+        "every position) vs on (the embedding as the prefix, the LM head at target positions only)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     os.chdir(ROOT)  # the recipe's data paths are relative to the repo
@@ -85,9 +91,13 @@ def main() -> None:
                                  seed=base_cfg.run.seed)  # fmt: skip
     episodes = [sampler.sample(i) for i in range(args.episodes + 1)]
     variants = {"all_layers": []} | {f"top{n}": list(range(-n, 0)) for n in args.top}
+    extra = {name: [] for name in variants}
+    if args.all_layer_head:  # "all_layers" is the baseline of the speed-ups: here the uncached, every-position head
+        variants, extra = {"all_layers": [], "all_layers_cached": []}, {"all_layers": ["adapter.prefix_cache_mb=0"],
+                                                                         "all_layers_cached": []}  # fmt: skip
     setups, learners = {}, {}
     for name, layers in variants.items():
-        cfg = load_recipe(RECIPE, [*overrides, f"adapter.layers={layers}"])
+        cfg = load_recipe(RECIPE, [*overrides, f"adapter.layers={layers}", *extra[name]])
         setups[name] = build_translation(cfg, texts, train_langs)
         learners[name] = build_learner(cfg.meta, budget=adaptation_budget(cfg))
         prefix = setups[name].task.prefix
@@ -139,7 +149,7 @@ def main() -> None:
         "exactness": exactness,
         "results": results,
     }
-    write_json_atomic(HERE / "prefix_cache_speed.json", out)
+    write_json_atomic(HERE / ("all_layer_head_speed.json" if args.all_layer_head else "prefix_cache_speed.json"), out)
     for name, r in results.items():
         print(f"{name:>10}: {r['episode_s_median']:6.1f} s/episode  x{r['speedup_vs_all_layers']:.2f}")  # noqa: T201
     print(f"load average before {load_before}, after {load_after}")  # noqa: T201

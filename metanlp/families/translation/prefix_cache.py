@@ -100,7 +100,8 @@ class DecoderPrefix:
 
     Args:
         model: the peft model (LoRA on layers ``start_layer`` and up only; :func:`decoder_prefix` checks this).
-        start_layer: the lowest LoRA layer, ``0 < start_layer < depth``.
+        start_layer: the lowest LoRA layer, ``0 <= start_layer < depth``; 0 (LoRA on every layer) caches only the
+            token embedding, and the gain is the LM head at target positions only.
 
     Raises:
         ValueError: the model is not a decoder-only LM :func:`decoder_stack` supports, or ``start_layer`` is out of
@@ -109,7 +110,7 @@ class DecoderPrefix:
 
     def __init__(self, model: nn.Module, start_layer: int) -> None:
         stack = decoder_stack(model)
-        if stack is None or not 0 < start_layer < len(stack[1]):
+        if stack is None or not 0 <= start_layer < len(stack[1]):
             raise ValueError(f"no frozen decoder prefix of {start_layer} layers in {type(model).__name__}")
         self.model, self.start_layer = model, start_layer
         self.decoder, layers = stack
@@ -128,6 +129,8 @@ class DecoderPrefix:
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(n, seq_len, hidden)`` output of layer ``start_layer - 1`` for ``input_ids``/``attention_mask``
         ``(n, seq_len)``: the decoder's own forward over layers ``[0, start_layer)``; no LM head, no autograd graph."""
+        if self.start_layer == 0:  # LoRA from layer 0: the frozen prefix is the (scaled) token embedding alone
+            return self.decoder.embed_tokens(input_ids)
         captured: list[torch.Tensor] = []
 
         def keep(module: nn.Module, args: Any, output: Any) -> None:
@@ -189,14 +192,16 @@ def decoder_prefix(model: nn.Module) -> DecoderPrefix | None:
     The lowest LoRA layer is read from the model's LoRA parameter names, so the prefix is frozen by construction.
 
     Returns:
-        None when LoRA covers layer 0 (the default, ``adapter.layers: []``), a LoRA weight lies outside the decoder's
-        layer stack (e.g. on the LM head), or the model is not a decoder-only LM :func:`decoder_stack` supports.
+        None when a LoRA weight lies outside the decoder's layer stack (e.g. on the LM head) or the model is not a
+        decoder-only LM :func:`decoder_stack` supports. With LoRA on layer 0 (``adapter.layers: []``, the
+        translation default) the prefix is the token embedding alone: every layer runs at every step, and the loss
+        still computes the LM head only at the target positions (about a fifth of an all-layer episode).
     """
     stack = decoder_stack(model)
     if stack is None:
         return None
     indices = lora_layer_indices(model)
     inside = all(".layers." in n for n, _ in model.named_parameters() if "lora_" in n)
-    if not indices or not inside or indices[0] == 0 or indices[0] >= len(stack[1]):
+    if not indices or not inside or indices[0] >= len(stack[1]):
         return None
     return DecoderPrefix(model, indices[0])

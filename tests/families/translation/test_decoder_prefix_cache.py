@@ -82,18 +82,18 @@ def test_adapter_layers_resolve_negative_indices_and_reject_bad_ones():
         attach_translation_lora(t5, AdapterConfig(r=2, alpha=4, target_modules=["q", "v"], layers=[-1]))
 
 
-def test_no_prefix_when_lora_covers_layer_zero():
-    assert _family([]).prefix is None
-    assert _family([0, 3]).prefix is None
+def test_lora_on_layer_zero_caches_only_the_embedding_and_the_cache_can_be_off():
+    assert _family([]).prefix.start_layer == 0 and _family([0, 3]).prefix.start_layer == 0
     assert _family([-1], prefix_cache=False).prefix is None
-    batch = _family([]).batches(PairEpisode("en", "sw", PAIRS[:3], PAIRS[3:]))[0]
+    batch = _family([-1], prefix_cache=False).batches(PairEpisode("en", "sw", PAIRS[:3], PAIRS[3:]))[0]
     assert "hidden_states" not in batch
 
 
-@pytest.mark.parametrize("layers,prune", [([-1], False), ([-1], True), ([-2, -1], True)])
-def test_cached_loss_and_lora_gradients_equal_uncached(layers, prune):
+@pytest.mark.parametrize("layers,prune,start", [([-1], False, 3), ([-1], True, 3), ([-2, -1], True, 2), ([], False, 0),
+                                               ([], True, 0), ([0, 3], True, 0)])  # fmt: skip
+def test_cached_loss_and_lora_gradients_equal_uncached(layers, prune, start):
     task = _family(layers, prune=prune)
-    assert task.prefix is not None and task.prefix.start_layer == 4 - len(layers)
+    assert task.prefix is not None and task.prefix.start_layer == start
     support, query = task.batches(PairEpisode("en", "sw", PAIRS[:3], PAIRS[3:]))
     for batch in (support, query):
         n, width = batch["input_ids"].shape
