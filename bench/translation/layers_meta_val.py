@@ -28,11 +28,12 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import provenance  # noqa: E402
+from bench.translation.prefix_cache_speed import recipe_pairs  # noqa: E402
 from metanlp.algorithms.fomaml import FOMAML  # noqa: E402
 from metanlp.core.recipe_loading import load_recipe  # noqa: E402
 from metanlp.core.saving import write_json_atomic  # noqa: E402
 from metanlp.families.translation.adapter import build_translation  # noqa: E402
-from metanlp.families.translation.pairs import PairEpisodeSampler, load_pairs, split_pairs  # noqa: E402
+from metanlp.families.translation.pairs import PairEpisodeSampler  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "translation" / "translation_meta_train.yaml"
 VARIANTS = {"all_layers": [], "top2": [-2, -1], "top4": [-4, -3, -2, -1]}
@@ -47,13 +48,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.chdir(ROOT)
     ddtp = Path("data/ddtp/ddtp_pairs.jsonl")
-    overrides = [] if ddtp.is_file() else ["translation.pairs=[data/translation/django_pairs.jsonl,"
-                                           "data/translation/udhr_pairs.jsonl]",
-                                           "translation.test_languages=[zu,so,mt,xh]"]  # fmt: skip
-    base = load_recipe(RECIPE, overrides)
-    t = base.translation
-    corpus = load_pairs(t.pairs, t.max_chars)
-    splits = split_pairs(corpus, t.val_languages, t.test_languages, base.task.k_shot + base.task.q_query)
+    overrides, base, corpus, splits = recipe_pairs()
     train_langs = sorted({lang for task in splits.train for lang in task})
     use_langs = sorted(set(train_langs) | {lang for task in splits.val for lang in task})
     texts = [x for key, pairs in corpus.pairs.items() if set(key) <= set(use_langs) for p in pairs for x in p]

@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +43,20 @@ from metanlp.families.translation.adapter import build_translation  # noqa: E402
 from metanlp.families.translation.pairs import PairEpisodeSampler, load_pairs, split_pairs  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "translation" / "translation_meta_train.yaml"
+
+
+def recipe_pairs() -> tuple[list[str], Any, Any, Any]:
+    """``(overrides, cfg, corpus, splits)`` of the translation meta-train recipe as a bench runs it (from the repo
+    root): its DDTP pairs when ``data/ddtp/ddtp_pairs.jsonl`` was built, else the committed Django + UDHR pairs."""
+    ddtp = Path("data/ddtp/ddtp_pairs.jsonl")
+    overrides = [] if ddtp.is_file() else ["translation.pairs=[data/translation/django_pairs.jsonl,"
+                                           "data/translation/udhr_pairs.jsonl]",
+                                           "translation.test_languages=[zu,so,mt,xh]"]  # fmt: skip
+    cfg = load_recipe(RECIPE, overrides)
+    t = cfg.translation
+    corpus = load_pairs(t.pairs, t.max_chars)
+    splits = split_pairs(corpus, t.val_languages, t.test_languages, cfg.task.k_shot + cfg.task.q_query)
+    return overrides, cfg, corpus, splits
 
 
 def _grad_check(setup, episode) -> dict[str, float]:  # noqa: ANN001
@@ -78,13 +93,7 @@ def main() -> None:
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     os.chdir(ROOT)  # the recipe's data paths are relative to the repo
     ddtp = Path("data/ddtp/ddtp_pairs.jsonl")
-    overrides = [] if ddtp.is_file() else ["translation.pairs=[data/translation/django_pairs.jsonl,"
-                                           "data/translation/udhr_pairs.jsonl]",
-                                           "translation.test_languages=[zu,so,mt,xh]"]  # fmt: skip
-    base_cfg = load_recipe(RECIPE, overrides)
-    t = base_cfg.translation
-    corpus = load_pairs(t.pairs, t.max_chars)
-    splits = split_pairs(corpus, t.val_languages, t.test_languages, base_cfg.task.k_shot + base_cfg.task.q_query)
+    overrides, base_cfg, corpus, splits = recipe_pairs()
     train_langs = sorted({lang for task in splits.train for lang in task})
     texts = [x for key, pairs in corpus.pairs.items() if set(key) <= set(train_langs) for p in pairs for x in p]
     sampler = PairEpisodeSampler(corpus, splits.train, base_cfg.task.k_shot, base_cfg.task.q_query,
