@@ -4,10 +4,12 @@ a model's LoRA parameter names. Shared by every task family (peft ``layers_to_tr
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["lora_layer_indices", "resolve_layers"]
+__all__ = ["check_lora_layers", "lora_layer_indices", "resolve_layers"]
 
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
@@ -39,3 +41,17 @@ def resolve_layers(num_layers: int, layers: list[int]) -> list[int]:
     if len(set(absolute)) != len(absolute):
         raise ValueError(f"adapter.layers={list(layers)} names a layer twice ({absolute} from the bottom)")
     return sorted(absolute)
+
+
+def check_lora_layers(model: torch.nn.Module, folder: str | Path, meta: dict[str, Any], key: str) -> None:
+    """Refuse to load the adapter ``folder`` (named by recipe key ``key``) into ``model`` when its ``metanlp.json``
+    (``meta``) records LoRA on other layers than ``model`` has.
+
+    Raises:
+        ValueError: ``meta["lora_layers"]`` differs from :func:`lora_layer_indices` of ``model`` (the message names the
+            folder, both layer lists and the fix).
+    """
+    have = lora_layer_indices(model)
+    if "lora_layers" in meta and meta["lora_layers"] != have:
+        raise ValueError(f"{key}={folder} has LoRA on layers {meta['lora_layers']}, but adapter.layers gives {have}: "
+                         "set adapter.layers as in its recipe.yaml")  # fmt: skip

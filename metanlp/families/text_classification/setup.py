@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from metanlp.core.config import RecipeConfig
+from metanlp.core.lora_layers import check_lora_layers
 from metanlp.core.saving import load_adapter_weights
 from metanlp.families.text_classification.adapter import attach_lora, lora_parameters, read_metadata
 from metanlp.families.text_classification.backbone import load_encoder
@@ -24,7 +25,6 @@ from metanlp.families.text_classification.data import (
     split_classes,
 )
 from metanlp.families.text_classification.family import TextClassificationFamily
-from metanlp.families.text_classification.layer_stack import lora_layer_indices
 
 __all__ = [
     "ClassificationSetup",
@@ -92,9 +92,7 @@ def load_meta_init(model: torch.nn.Module, adapter_dir: str | Path, backbone: st
             f"{key}={adapter_dir} was meta-trained on backbone {meta.get('backbone')!r}, "
             f"but model.name is {backbone!r}"
         )
-    if "lora_layers" in meta and meta["lora_layers"] != lora_layer_indices(model):
-        raise ValueError(f"{key}={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
-                         f"gives {lora_layer_indices(model)}: set adapter.layers as in its recipe.yaml")  # fmt: skip
+    check_lora_layers(model, adapter_dir, meta, key)
     load_adapter_weights(model, adapter_dir)  # LoRA + the 1-row placeholder head
     log.info("loaded %s from %s", key, adapter_dir)
 

@@ -21,7 +21,8 @@ from peft import PeftModel
 
 from metanlp.core.config import RecipeConfig
 from metanlp.core.files import METADATA_FILE, read_metadata
-from metanlp.core.saving import load_adapter_weights, lora_layer_indices, save_adapter
+from metanlp.core.lora_layers import check_lora_layers
+from metanlp.core.saving import load_adapter_weights, save_adapter
 from metanlp.families.translation.backbone import (
     TINY_TRANSLATOR,
     attach_translation_lora,
@@ -142,17 +143,9 @@ def lora_weights(
     return other
 
 
-def _check_lora_layers(model: torch.nn.Module, adapter_dir: str | Path, meta: dict[str, Any], key: str) -> None:
-    """Raise ValueError when ``metanlp.json``'s ``lora_layers`` differ from the layers ``model`` has LoRA on."""
-    have = lora_layer_indices(model)
-    if "lora_layers" in meta and meta["lora_layers"] != have:
-        raise ValueError(f"{key}={adapter_dir} has LoRA on layers {meta['lora_layers']}, but adapter.layers "
-                         f"gives {have}: set adapter.layers as in its recipe.yaml")  # fmt: skip
-
-
 def _load_lora(model: PeftModel, adapter_dir: str | Path, key: str) -> None:
     has_meta = (Path(adapter_dir) / METADATA_FILE).is_file()  # a plain peft folder has no metanlp.json to check
-    _check_lora_layers(model, adapter_dir, read_metadata(adapter_dir) if has_meta else {}, key)
+    check_lora_layers(model, adapter_dir, read_metadata(adapter_dir) if has_meta else {}, key)
     load_adapter_weights(model, adapter_dir, lora_only=True)
     log.info("loaded LoRA weights from %s", adapter_dir)
 
@@ -205,7 +198,7 @@ def load_translation_adapter(adapter_dir: str | Path, backbone: str | None = Non
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(f"{adapter_dir}: adapter does not fit backbone {name!r}: {e}") from e
-    _check_lora_layers(peft_model, adapter_dir, meta, "adapter")  # adapter_config.json vs metanlp.json
+    check_lora_layers(peft_model, adapter_dir, meta, "adapter")  # adapter_config.json vs metanlp.json
     peft_model.eval()
     task = TranslationFamily(peft_model, tokenizer, vocab, meta.get("max_length", 128),
                              meta.get("max_new_tokens", 96), meta.get("language_names", {}))  # fmt: skip

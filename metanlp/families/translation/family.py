@@ -9,9 +9,10 @@ prompt in its encoder and generates the target.
 With a :class:`~metanlp.families.translation.vocab_pruning.VocabMap`, the model's vocabulary is pruned; token ids are mapped old -> new on
 the way in and new -> old on the way out, so the original tokenizer is used unchanged.
 
-With LoRA only on the top decoder layers (``adapter.layers``), training batches carry the frozen prefix's output as
-``hidden_states`` (:mod:`metanlp.families.translation.prefix_cache`), computed once per batch, and
-:meth:`TranslationFamily.loss` runs only the LoRA layers on it; generation always runs the whole model.
+Training batches carry the frozen prefix's output as ``hidden_states``
+(:mod:`metanlp.families.translation.prefix_cache`), computed once per batch: with LoRA on the top decoder layers
+(``adapter.layers``) :meth:`TranslationFamily.loss` runs only those layers on it, with LoRA on every layer the prefix
+is the token embedding; either way the LM head runs at target positions only. Generation runs the whole model.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class TranslationFamily:
         language_names: extra ``code -> name`` entries for the prompt.
         prompt_shots: support pairs put into every query prompt (in-context examples); 0 = zero-shot prompt.
         chunk_size: sentences per generation batch.
-        prefix_cache: with LoRA above decoder layer 0, compute the frozen layers once per training batch
-            (:mod:`metanlp.families.translation.prefix_cache`); False runs the whole decoder at every step.
+        prefix_cache: compute the frozen layers below the lowest LoRA layer (with LoRA on layer 0: the embedding)
+            once per training batch (:mod:`metanlp.families.translation.prefix_cache`); False runs the whole model,
+            with the LM head at every position, at every step.
 
     Attributes:
         prefix: the frozen decoder prefix when the cache is in use, else None.
