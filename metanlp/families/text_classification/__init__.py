@@ -3,8 +3,9 @@
 Modules: ``config`` (the ``text_classification`` recipe section), ``data`` (corpora, class splits, episodes),
 ``backbone`` (encoders from packaged weights), ``adapter`` (LoRA + head), ``family`` (the
 :class:`~metanlp.core.protocols.TaskFamily`), ``anil`` / ``protonet`` (learners that need the embedding head),
-``unsupervised`` (CACTUs tasks), ``multitask`` (the multi-task transfer baseline), ``setup`` (a run's pieces from a
-recipe), ``classifier`` (the :class:`FewShotClassifier` API), ``recipes/`` (the scripts ``metanlp`` runs).
+``unsupervised`` (CACTUs tasks), ``smlmt`` (cloze tasks), ``multitask`` (the multi-task transfer baseline),
+``setup`` (a run's pieces from a recipe), ``classifier`` (the :class:`FewShotClassifier` API), ``recipes/`` (the
+scripts ``metanlp`` runs).
 Importing this package registers the family and its learners; it imports nothing heavy.
 """
 
