@@ -154,6 +154,8 @@ class TaskConfig:
             al. 2020), 1 = proportional, 0 = uniform over datasets.
         n_way_max: when > 0, N of each meta-training episode is drawn uniformly from ``[n_way, n_way_max]`` (capped
             by the dataset's classes); 0 = every episode is ``n_way``-way.
+        smlmt: unlabelled files (as ``unlabelled``) whose cloze tasks join the meta-train mixture (``...smlmt``).
+        smlmt_fraction: probability that a meta-train episode is a cloze one (0.5: Hybrid-SMLMT, Bansal et al. 2020).
     """
 
     family: str = "text_classification"
@@ -175,6 +177,8 @@ class TaskConfig:
     mixture: list[str] = field(default_factory=list)
     mixture_alpha: float = 0.5
     n_way_max: int = 0
+    smlmt: list[str] = field(default_factory=list)
+    smlmt_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.mixture_alpha < 0:

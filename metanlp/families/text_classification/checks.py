@@ -6,12 +6,13 @@ no torch: only the corpus readers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from metanlp.core.config import ConfigError
 from metanlp.families.text_classification.data import Episode, load_corpus, split_classes
 
-__all__ = ["check_inputs", "support_episode"]
+__all__ = ["check_inputs", "check_smlmt", "support_episode"]
 
 #: The ``eval.methods`` this family runs.
 TEXT_METHODS = ("centroid", "logreg", "finetune", "meta", "multitask")
@@ -70,12 +71,42 @@ def _check_multitask_baseline(cfg: Any) -> None:
     if cfg.task.unlabelled:
         raise ConfigError("text_classification.multitask_baseline needs labelled meta-train classes, but "
                           "task.unlabelled is set (CACTUs pseudo-classes): drop one of them")  # fmt: skip
-    if cfg.task.mixture:
-        raise ConfigError("text_classification.multitask_baseline trains on task.dataset's meta-train classes only; "
-                          "with task.mixture it would not see the same data as meta-training: drop one of them")
+    for key in ("mixture", "smlmt"):
+        if getattr(cfg.task, key):
+            raise ConfigError(f"text_classification.multitask_baseline trains on task.dataset's meta-train classes "
+                              f"only; with task.{key} it would not see the same data as meta-training: drop one of "
+                              "them")  # fmt: skip
     if cfg.meta.outer_steps < 1:
         raise ConfigError("text_classification.multitask_baseline trains for meta-training's compute, but "
                           "meta.outer_steps=0: set meta.outer_steps >= 1 or drop the baseline")  # fmt: skip
+
+
+def check_smlmt(task: Any) -> None:
+    """The ``task.smlmt*`` rules (beside :class:`~metanlp.core.config.TaskConfig`'s own, whose module is full).
+
+    Raises:
+        ConfigError: ``task.smlmt_fraction`` outside ``[0, 1]``, or 0 with ``task.smlmt`` set; ``task.smlmt`` with a
+            file twice, with ``task.unlabelled`` (CACTUs replaces every meta-train episode) or with ``task.n_way=0``
+            (an all-way cloze episode is not defined).
+    """
+    f = task.smlmt_fraction
+    if not 0 <= f <= 1:
+        raise ConfigError(f"task.smlmt_fraction={f!r} must be a probability in [0, 1] (0.5 = Hybrid-SMLMT's half "
+                          "of the episodes)")  # fmt: skip
+    if not task.smlmt:
+        return
+    files = list(task.smlmt)
+    if f == 0:
+        raise ConfigError(f"task.smlmt_fraction=0 with task.smlmt={files}: no episode would be a cloze one; "
+                          "set a fraction in (0, 1] or task.smlmt=[]")  # fmt: skip
+    if len({str(Path(p)) for p in files}) != len(files) or any(not str(p).strip() for p in files):
+        raise ConfigError(f"task.smlmt={files} has an empty or repeated file: list each unlabelled file once")
+    if task.unlabelled:
+        raise ConfigError(f"task.smlmt={files} and task.unlabelled={task.unlabelled} are both set: CACTUs "
+                          "(task.unlabelled) replaces every meta-train episode; drop one of them")  # fmt: skip
+    if task.n_way < 2:
+        raise ConfigError(f"task.smlmt={files} needs task.n_way >= 2 (cloze episodes are not all-way), got "
+                          f"task.n_way={task.n_way}")  # fmt: skip
 
 
 def check_inputs(cfg: Any, verb: str) -> None:
@@ -84,7 +115,8 @@ def check_inputs(cfg: Any, verb: str) -> None:
     Raises:
         ConfigError: an ``eval.methods`` entry this family does not run, ``meta`` without ``adapter.init`` or
             ``multitask`` without ``adapter.multitask_init`` (evaluate), or ``text_classification.multitask_baseline``
-            with ``task.unlabelled`` or no outer steps (meta-train).
+            with ``task.unlabelled``, ``task.mixture`` / ``task.smlmt`` or no outer steps (meta-train), or a
+            ``task.smlmt*`` value :func:`check_smlmt` refuses.
         FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or
             ``adapter.init`` / ``adapter.multitask_init`` was made for another family or backbone.
     """
@@ -108,8 +140,11 @@ def check_inputs(cfg: Any, verb: str) -> None:
     if verb == "evaluate" and "multitask" in cfg.eval.methods and not cfg.adapter.multitask_init:
         raise ConfigError("eval.methods includes 'multitask' but adapter.multitask_init is empty: point it at a "
                           "meta-train multitask_adapter/ or drop 'multitask'")  # fmt: skip
+    check_smlmt(cfg.task)
     if verb == "meta_train":
         _check_multitask_baseline(cfg)
+        for i, path in enumerate(cfg.task.smlmt):
+            read_texts(path, f"task.smlmt[{i}]", blank_lines="skip")
     if cfg.task.unlabelled:
         read_texts(cfg.task.unlabelled, "task.unlabelled", blank_lines="skip")
     split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)

@@ -12,6 +12,9 @@ Recipe keys (``task.*``): ``mixture`` (extra meta-train datasets; every class of
 ``mixture_alpha`` (the exponent: 0.5 = square root, 1 = proportional to size, 0 = uniform over datasets) and
 ``n_way_max`` (N drawn uniformly from ``[n_way, n_way_max]``, capped by a dataset's class count). The classes of
 ``task.dataset``'s meta-train split are one more member of the mixture; its meta-val / meta-test classes stay out.
+``smlmt`` (unlabelled files) adds self-supervised cloze episodes (:mod:`~metanlp.families.text_classification.smlmt`):
+each episode is one with probability ``smlmt_fraction`` (0.5: Hybrid-SMLMT, Bansal et al. 2020 sec. 3.2), drawn
+apart from the dataset weights, which pick among the supervised datasets.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from metanlp.families.text_classification.data import Episode, EpisodeSampler, LabelledCorpus, load_corpus
+from metanlp.families.text_classification.smlmt import ClozeEpisodeSampler, smlmt_sampler
 
 __all__ = ["MixtureSampler", "mixture_sampler"]
 
@@ -41,9 +45,13 @@ class MixtureSampler:
         n_way_range: ``(low, high)``: N drawn uniformly from ``[low, min(high, classes of the dataset)]``; ``high = 0``
             keeps each sampler's own N.
         seed: run seed; the dataset and N of step ``i`` come from ``numpy.random.default_rng([seed, rank, i, 1])``.
+        smlmt: optional self-supervised cloze sampler (:mod:`~metanlp.families.text_classification.smlmt`).
+        smlmt_fraction: probability that an episode comes from ``smlmt`` instead of a dataset, drawn from
+            ``numpy.random.default_rng([seed, rank, i, 2])`` (apart from the dataset weights).
 
     Raises:
-        ValueError: no sampler, a size that is not positive, a negative ``alpha``, or ``low < 2``.
+        ValueError: no sampler, a size that is not positive, a negative ``alpha``, ``low < 2``, or
+            ``smlmt_fraction`` outside ``[0, 1]``.
 
     Example:
         >>> pool = {c: [f"{c} {i}" for i in range(4)] for c in "abcdefgh"}
@@ -62,6 +70,8 @@ class MixtureSampler:
     alpha: float = 0.5
     n_way_range: tuple[int, int] = (5, 0)
     seed: int = 0
+    smlmt: ClozeEpisodeSampler | None = None
+    smlmt_fraction: float = 0.0
     probabilities: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,17 +84,21 @@ class MixtureSampler:
             raise ValueError(f"task.mixture_alpha={self.alpha} must be >= 0")
         if self.n_way_range[1] and self.n_way_range[0] < 2:
             raise ValueError(f"task.n_way={self.n_way_range[0]} must be >= 2 when task.n_way_max is set")
+        if not 0 <= self.smlmt_fraction <= 1:
+            raise ValueError(f"task.smlmt_fraction={self.smlmt_fraction} must be in [0, 1]")
         weights = {k: float(self.sizes[k]) ** self.alpha for k in self.samplers}
         total = sum(weights.values())
         self.probabilities = {k: w / total for k, w in weights.items()}
 
     def sample(self, step: int, rank: int = 0) -> Episode:
-        """The episode of ``(seed, rank, step)``: a dataset by the mixture weights, N in the range, then that
-        dataset's sampler at the same ``(step, rank)``."""
+        """The episode of ``(seed, rank, step)``: a dataset by the mixture weights (or, with probability
+        ``smlmt_fraction``, the cloze sampler), N in the range, then that sampler at the same ``(step, rank)``."""
         rng = np.random.default_rng([self.seed, rank, step, 1])
         names = list(self.samplers)
         name = names[int(rng.choice(len(names), p=[self.probabilities[k] for k in names]))]
-        sampler = self.samplers[name]
+        sampler: EpisodeSampler | ClozeEpisodeSampler = self.samplers[name]
+        if self.smlmt is not None and self.is_smlmt(step, rank):
+            sampler = self.smlmt
         low, high = self.n_way_range
         n_way = None
         if high:
@@ -92,21 +106,30 @@ class MixtureSampler:
             n_way = int(rng.integers(min(low, top), top + 1))
         return sampler.sample(step, rank, n_way=n_way)
 
+    def is_smlmt(self, step: int, rank: int = 0) -> bool:
+        """Whether the episode of ``(seed, rank, step)`` is a cloze one (always False without ``smlmt``)."""
+        rng = np.random.default_rng([self.seed, rank, step, 2])
+        return self.smlmt is not None and float(rng.random()) < self.smlmt_fraction
+
 
 def _classes_with(pool: dict[str, list[str]], classes: list[str], need: int) -> list[str]:
     return [c for c in classes if len(pool.get(c, [])) >= need]
 
 
-def mixture_sampler(cfg: Any, corpus: LabelledCorpus, train_classes: list[str]) -> MixtureSampler:
-    """The meta-training sampler of a recipe with ``task.mixture`` or ``task.n_way_max``.
+def mixture_sampler(
+    cfg: Any, corpus: LabelledCorpus, train_classes: list[str], mask: str = "[MASK]"
+) -> MixtureSampler:
+    """The meta-training sampler of a recipe with ``task.mixture``, ``task.n_way_max`` or ``task.smlmt``.
 
     Members: ``task.dataset``'s meta-train classes (under its file name) and every class of each ``task.mixture``
     dataset. Classes with fewer than ``K + Q`` examples are left out of the mixture (logged), not an error: a
-    cross-dataset mixture has long tails.
+    cross-dataset mixture has long tails. With ``task.smlmt``, a fraction ``task.smlmt_fraction`` of the episodes
+    are cloze tasks of those files, masked with ``mask`` (the tokenizer's mask token).
 
     Raises:
         ConfigError: a ``task.mixture`` entry repeats ``task.dataset`` or another entry.
-        FileNotFoundError, ValueError: a mixture dataset is missing or malformed (the message names it).
+        FileNotFoundError, ValueError: a mixture dataset or ``task.smlmt`` file is missing or malformed (the message
+            names it).
         ValueError: a member keeps fewer classes than ``task.n_way`` (the message names it).
     """
     from metanlp.core.config import ConfigError
@@ -135,6 +158,10 @@ def mixture_sampler(cfg: Any, corpus: LabelledCorpus, train_classes: list[str]) 
                              f"task.n_way={t.n_way}")  # fmt: skip
         samplers[name] = EpisodeSampler(pool, kept, t.n_way, t.k_shot, t.q_query, seed=cfg.run.seed, source=name)
         sizes[name] = sum(len(pool[c]) for c in kept)
-    mix = MixtureSampler(samplers, sizes, t.mixture_alpha, (t.n_way, t.n_way_max), cfg.run.seed)
+    cloze = smlmt_sampler(t, cfg.run.seed, mask) if t.smlmt else None
+    mix = MixtureSampler(samplers, sizes, t.mixture_alpha, (t.n_way, t.n_way_max), cfg.run.seed, cloze,
+                         t.smlmt_fraction if t.smlmt else 0.0)  # fmt: skip
     log.info("meta-train mixture: %s", ", ".join(f"{k} {100 * p:.1f}%" for k, p in mix.probabilities.items()))
+    if cloze is not None:
+        log.info("SMLMT: %.0f%% of the episodes, %d cloze words", 100 * mix.smlmt_fraction, len(cloze.classes))
     return mix

@@ -55,10 +55,10 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         with setup.model.disable_adapter():  # cluster the pretrained backbone's embeddings
             encoder = setup.model.get_base_model().encoder
             train = cactus_sampler(t, encoder, setup.tokenizer, cfg.run.seed, cfg.model.max_length)
-    elif t.mixture or t.n_way_max:  # several datasets and/or N varied per episode
+    elif t.mixture or t.n_way_max or t.smlmt:  # several datasets, N varied per episode and/or SMLMT cloze tasks
         from metanlp.families.text_classification.mixture import mixture_sampler
 
-        train = mixture_sampler(cfg, corpus, splits.train)
+        train = mixture_sampler(cfg, corpus, splits.train, setup.tokenizer.mask_token or "[MASK]")
     else:
         train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
     val_eps = None
@@ -79,7 +79,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
                 "hidden_size": setup.task.model.get_base_model().encoder.hidden_size, "labels": [],
                 "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
                 "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset,
-                "mixture": list(t.mixture)}  # fmt: skip
+                "mixture": list(t.mixture), "smlmt": list(t.smlmt),
+                "smlmt_fraction": t.smlmt_fraction if t.smlmt else 0.0}  # fmt: skip
     extra = learner.extra_parameters()
     multitask = None
     if cfg.text_classification.multitask_baseline:  # (d) from the same fresh LoRA, on the meta-train examples
