@@ -178,6 +178,8 @@ class ClozeEpisodeSampler:
     def sample(self, step: int, rank: int = 0, n_way: int | None = None) -> Episode:
         """Draw the episode of ``(seed, rank, step)`` (``n_way`` overrides N for this episode).
 
+        The episode has fewer than N words only when no further word is compatible with those already chosen.
+
         Raises:
             ValueError: fewer than 2 words are compatible (only with a tiny corpus; the message names the step).
         """
