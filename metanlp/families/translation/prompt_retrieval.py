@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from metanlp.core.errors import ConfigError
 
-__all__ = ["PROMPT_RETRIEVALS", "bm25_ranking", "check_prompt_retrieval", "prompt_examples"]
+__all__ = ["PROMPT_RETRIEVALS", "bm25_scores", "check_prompt_retrieval", "prompt_examples"]
 
 #: The values of ``translation.prompt_retrieval``.
 PROMPT_RETRIEVALS = ("bm25", "first")
@@ -47,31 +47,27 @@ def _tokens(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(list(texts), stopwords=None, return_ids=False, show_progress=False)
 
 
-def bm25_ranking(documents: Sequence[str], queries: Sequence[str]) -> list[list[int]]:
-    """For each query, the indices of every document, most similar first by BM25 (Robertson & Zaragoza 2009).
+def bm25_scores(documents: Sequence[str], queries: Sequence[str]) -> list[list[float]]:
+    """BM25 score (Robertson & Zaragoza 2009; ``bm25s``, Lucene variant) of every document for every query.
 
     Args:
         documents: ``n_docs`` texts (the support pairs' source sentences).
         queries: ``n_queries`` texts.
 
     Returns:
-        ``n_queries`` lists, each a permutation of ``range(n_docs)`` by descending BM25 score; equal scores (a query
-        sharing no word with some documents, score 0, or duplicate documents) keep document order, so the result is
-        deterministic. A query with no word at all, or documents without any, rank in document order.
+        ``n_queries`` lists of ``n_docs`` scores (>= 0, unitless; 0 = no word in common). A query without any word
+        (``"7"``: words have two or more characters), or documents without any, score 0 everywhere.
     """
-    order = list(range(len(documents)))
     doc_tokens = _tokens(documents) if documents else []
     if not any(doc_tokens):  # bm25s cannot index a corpus without a single token
-        return [list(order) for _ in queries]
+        return [[0.0] * len(documents) for _ in queries]
     import bm25s
 
     retriever = bm25s.BM25()
     retriever.index(doc_tokens, show_progress=False)
-    rankings = []
-    for q in _tokens(queries) if queries else []:
-        scores = retriever.get_scores(q) if q else [0.0] * len(documents)  # get_scores fails on an empty query
-        rankings.append([i for _, i in sorted(zip((-float(x) for x in scores), order, strict=True))])
-    return rankings
+    # get_scores fails on an empty query
+    return [[float(x) for x in retriever.get_scores(q)] if q else [0.0] * len(documents)
+            for q in (_tokens(queries) if queries else [])]  # fmt: skip
 
 
 def prompt_examples(
@@ -82,9 +78,12 @@ def prompt_examples(
     Args:
         support: the ``(source, target)`` support pairs to draw from.
         queries: the pairs to translate (only their source side is used).
-        shots: examples per prompt (``translation.prompt_shots``); fewer when the support set is smaller.
-        retrieval: ``"bm25"``: the ``shots`` support pairs whose source is most similar to the query's source
-            (:func:`bm25_ranking`), the most similar *last*, next to the query; ``"first"``: ``support[:shots]``.
+        shots: examples per prompt (``translation.prompt_shots``); all the support pairs when there are fewer.
+        retrieval: ``"first"``: ``support[:shots]`` for every query. ``"bm25"``: the ``shots`` support pairs whose
+            source scores highest against the query's source (:func:`bm25_scores`; equal scores: the earlier support
+            pair first), put in the prompt from the lowest score to the highest, so the most similar example is next
+            to the query (equal scores in support order). A query sharing no word with any support pair therefore
+            gets exactly the ``"first"`` examples.
 
     Returns:
         ``len(queries)`` lists of ``min(shots, len(support))`` pairs, for
@@ -98,5 +97,8 @@ def prompt_examples(
         raise ValueError(f"translation.prompt_shots={shots} must be >= 0")
     if retrieval == "first" or shots == 0:
         return [list(support[:shots]) for _ in queries]
-    rankings = bm25_ranking([s for s, _ in support], [s for s, _ in queries])
-    return [[support[i] for i in reversed(r[:shots])] for r in rankings]
+    examples = []
+    for scores in bm25_scores([s for s, _ in support], [s for s, _ in queries]):
+        best = sorted(range(len(support)), key=lambda i, sc=scores: (-sc[i], i))[:shots]
+        examples.append([support[i] for i in sorted(best, key=lambda i, sc=scores: (sc[i], i))])
+    return examples
