@@ -2,7 +2,8 @@
 
 What it states: base model (backbone), task family, label names or language pair, N-way / K-shot, the recipe and
 meta-learning algorithm, the metrics of ``metrics.json`` with the baselines (centroid, fine-tuning) next to the
-meta-learned init, the metanlp / peft / transformers versions, and licences: the adapter's (``licence`` or
+meta-learned init (a translation comparison, ``methods`` of ``metrics.json``: chrF/BLEU of every method and read, as
+a table), the metanlp / peft / transformers versions, and licences: the adapter's (``licence`` or
 ``base_model_licence`` of ``metanlp.json``; an adapter on a Gemma backbone always states the Gemma Terms of Use) and
 the training data's (``data_licence``). Cards are ``huggingface_hub.ModelCard`` objects with the hub's YAML header
 (``library_name: peft``, ``base_model``, ``license``, ``tags``, ``pipeline_tag``).
@@ -33,10 +34,14 @@ GEMMA_TERMS = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
 HUB_LICENCES = {"apache-2.0", "mit", "gemma", "llama3", "llama3.1", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
                 "cc-by-nc-sa-4.0", "cc0-1.0", "bsd-3-clause", "openrail", "other"}  # fmt: skip
 METHOD_NOTES = {
+    "prompting": "the pretrained backbone, no training, support pairs in the prompt (in-context examples)",
     "centroid": "frozen backbone, nearest class centroid (no adaptation)",
     "finetune": "LoRA fine-tuned on the support set from the pretrained backbone (transfer baseline)",
+    "multitask": "a multi-task transfer adapter (the meta-train tasks as one problem), adapted on the support set",
     "meta": "this adapter's meta-learned init, adapted on the support set",
 }
+#: Read suffixes of a comparison row (``prompting_bm25``): what the suffix means.
+READ_NOTES = {"_bm25": "read with, per sentence, the support pairs most similar to it by BM25 in the prompt"}
 PIPELINE_TAGS = {"text_classification": "text-classification", "translation": "translation"}
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -79,9 +84,42 @@ def _licences(meta: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return {"license": "other", "license_name": slug}, lines
 
 
-def _metrics_section(metrics: Any) -> str:
+def _base_method(row: str) -> str:
+    for suffix in READ_NOTES:
+        row = row.removesuffix(suffix)
+    return row
+
+
+def _methods_section(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A ``metrics.json`` with ``methods`` (``{row: {metric: score}}``, a translation comparison) as a table."""
+    rows: dict[str, dict[str, Any]] = metrics["methods"]
+    prompts = metrics.get("prompts") if isinstance(metrics.get("prompts"), dict) else {}
+    names = sorted({m for r in rows.values() for m in r}, key=lambda m: (m != "chrf", m != "bleu", m))
+    titles = {"chrf": "chrF", "bleu": "BLEU"}
+    head = ["method", *(["prompt"] if prompts else []), *(titles.get(m, m) for m in names)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, scores in rows.items():
+        cells = [f"`{row}`", *([prompts.get(row, "")] if prompts else [])]
+        cells += [f"{scores[m]:.1f}" if isinstance(scores.get(m), int | float) else "" for m in names]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    pair = [meta.get(k) for k in ("source_lang", "target_lang") if meta.get(k)]
+    k = meta.get("k_shot", metrics.get("support_pairs"))
+    parts = [" → ".join(pair), f"K = {k} support pairs" if k is not None else ""]
+    parts.append(f"{metrics['eval_pairs']} eval pairs" if "eval_pairs" in metrics else "")
+    about = ", ".join(x for x in parts if x)
+    used = [m for m in METHOD_NOTES if any(_base_method(r) == m for r in rows)]
+    notes = [f"- `{m}`: {METHOD_NOTES[m]}" for m in used]
+    notes += [f"- `*{x}`: {note}" for x, note in READ_NOTES.items() if any(r.endswith(x) for r in rows)]
+    intro = f"From `metrics.json` ({about}), the same sentences and greedy decoding for every method (sacrebleu):"
+    return f"{intro}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(notes)
+
+
+def _metrics_section(metrics: Any, meta: dict[str, Any] | None = None) -> str:
     if metrics is None:
         return "No `metrics.json` was saved with this adapter."
+    methods = metrics.get("methods") if isinstance(metrics, dict) else None
+    if isinstance(methods, dict) and methods and all(isinstance(r, dict) for r in methods.values()):
+        return _methods_section(metrics, meta or {})
     records = metrics.get("records") if isinstance(metrics, dict) else metrics
     if not (isinstance(records, list) and records and all(isinstance(r, dict) and "mean" in r for r in records)):
         return "From `metrics.json`:\n\n```json\n" + json.dumps(metrics, indent=2)[:4000] + "\n```"
@@ -195,7 +233,7 @@ def build_model_card(adapter_dir: str | Path, repo_id: str = "") -> ModelCard:
         "`metrics.json`.",
         "## Task\n\n" + "\n".join(task_lines),
         "## Usage\n\n" + usage,
-        "## Evaluation\n\n" + _metrics_section(_read_optional(folder, "metrics.json")),
+        "## Evaluation\n\n" + _metrics_section(_read_optional(folder, "metrics.json"), meta),
         "## Licence\n\n" + "\n".join(licence_lines),
         f"## Framework versions\n\n{version_line}",
     ])  # fmt: skip

@@ -86,13 +86,16 @@ def test_meta_train_then_new_pair_then_translate(tmp_path, capsys):
     assert cli_main(["adapt", "new_language_pair", *[a for x in sets for a in ("--set", x)]]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    rows = ["prompting", "finetune", "multitask", "meta"]
+    rows = [r + read for r in ("prompting", "finetune", "multitask", "meta") for read in ("", "_bm25")]
     assert metrics["support_pairs"] == 3 and list(metrics["methods"]) == rows
     assert all(set(metrics["methods"][r]) == {"chrf", "bleu"} for r in rows)
-    assert all(f"| {LETTERS[r]} {r} | {metrics['methods'][r]['chrf']:.1f} |" in printed for r in rows)
+    assert all(f"| {LETTERS[r.removesuffix('_bm25')]} {r} | {metrics['prompts'][r]} | "
+               f"{metrics['methods'][r]['chrf']:.1f} |" in printed for r in rows)  # fmt: skip
+    assert metrics["prompts"]["meta_bm25"] == "3 pairs by BM25" and metrics["prompts"]["meta"] == "zero-shot"
     adapter = out / "adapter"
     info = json.loads((adapter / "metanlp.json").read_text())
     assert (info["source_lang"], info["target_lang"]) == ("en", "zu")
+    assert list(info["comparison"]["methods"]) == rows and info["comparison"]["k_shot"] == 3
     assert len(info["translations"]) == 2
     assert (out / "translations.tsv").read_text().count("\n") == 2
 
@@ -177,7 +180,8 @@ def test_top_layer_lora_meta_train_then_new_pair_use_the_prefix_cache(tmp_path):
     sets = [f"adapter.init={meta_dir}", f"adapter.multitask_init={multitask_dir}", f"data.support={support}",
             f"data.eval={support}", "translation.source_lang=en", "translation.target_lang=zu"]  # fmt: skip
     metrics = new_language_pair.run(_cfg(tmp_path, *sets, "adapter.layers=[-1]", f"run.output_dir={tmp_path / 'p'}"))
-    assert list(metrics["methods"]) == ["prompting", "finetune", "multitask", "meta"]
+    assert list(metrics["methods"]) == [r + read for r in ("prompting", "finetune", "multitask", "meta")
+                                        for read in ("", "_bm25")]  # fmt: skip
     assert json.loads((tmp_path / "p" / "adapter" / "metanlp.json").read_text())["lora_layers"] == [1]
     with pytest.raises(ValueError, match=r"has LoRA on layers \[1\], but adapter.layers gives \[0, 1\]"):
         new_language_pair.run(_cfg(tmp_path, *sets, f"run.output_dir={tmp_path / 'q'}"))

@@ -2,7 +2,8 @@
 
 Modules: ``config`` (the ``translation`` recipe section), ``pairs`` (pair corpora, language codes, pair episodes),
 ``gguf`` and ``backbone`` (Gemma-3 from its GGUF wheel), ``vocab_pruning``, ``adapter`` (LoRA, save/load),
-``family`` (the :class:`~metanlp.core.protocols.TaskFamily`), ``translator`` (the :class:`FewShotTranslator` API),
+``family`` (the :class:`~metanlp.core.protocols.TaskFamily`), ``prompt_retrieval`` (BM25 in-context examples),
+``translator`` (the :class:`FewShotTranslator` API),
 ``recipes/`` (the scripts ``metanlp`` runs). Importing this package registers the family; it imports nothing heavy.
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from metanlp.core.config import ConfigError
+from metanlp.families.translation.prompt_retrieval import check_prompt_retrieval
 
 __all__ = ["TranslationConfig"]
 
@@ -25,6 +26,11 @@ class TranslationConfig:
         max_length: tokens per training example (prompt + target).
         max_new_tokens: generation budget per sentence, tokens.
         prompt_shots: support pairs shown in the prompt of in-context prompting (method 0).
+        prompt_retrieval: which support pairs the retrieval reads of ``new_language_pair``'s comparison put in each
+            prompt: ``bm25`` (default; per query sentence, the ``prompt_shots`` pairs whose source is most similar by
+            BM25: the ``prompting_bm25`` row and a ``_bm25`` read of every adapted method) or ``first`` (no
+            retrieval rows: ``prompting`` with the first ``prompt_shots`` pairs only, as before);
+            :mod:`metanlp.families.translation.prompt_retrieval`.
         multitask_baseline: ``translation_meta_train`` also trains the multi-task transfer baseline (b): the same LoRA
             trained jointly on the meta-train pairs for as many forward/backward passes as meta-training used, saved
             as ``multitask_adapter/`` (doubles the run time).
@@ -43,6 +49,7 @@ class TranslationConfig:
     max_length: int = 128
     max_new_tokens: int = 96
     prompt_shots: int = 3
+    prompt_retrieval: str = "bm25"
     multitask_baseline: bool = False
 
     def __post_init__(self) -> None:
@@ -56,3 +63,4 @@ class TranslationConfig:
                 f"translation.max_length={self.max_length} must be >= 8, max_new_tokens={self.max_new_tokens} >= 1, "
                 f"prompt_shots={self.prompt_shots} >= 0"
             )
+        check_prompt_retrieval(self.prompt_retrieval)  # ConfigError naming the key, the value and the choices

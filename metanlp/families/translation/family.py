@@ -18,7 +18,7 @@ is the token embedding; either way the LM head runs at target positions only. Ge
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.func import functional_call
@@ -92,7 +92,7 @@ class TranslationFamily:
         return next(self.model.parameters()).device
 
     # ---- text -> tensors -------------------------------------------------------------------------------------------
-    def prompt(self, source_lang: str, target_lang: str, text: str, shots: list[tuple[str, str]] = ()) -> str:
+    def prompt(self, source_lang: str, target_lang: str, text: str, shots: Sequence[tuple[str, str]] = ()) -> str:
         """The prompt for one source sentence, with optional in-context ``(source, target)`` examples first.
 
         Raises:
@@ -109,9 +109,27 @@ class TranslationFamily:
         return self.vocab.to_new(ids) if self.vocab is not None else ids
 
     def encode(
-        self, pairs: list[tuple[str, str]], source_lang: str, target_lang: str, shots: list[tuple[str, str]] = ()
+        self,
+        pairs: list[tuple[str, str]],
+        source_lang: str,
+        target_lang: str,
+        shots: Sequence[tuple[str, str]] = (),
+        per_query_shots: Sequence[Sequence[tuple[str, str]]] | None = None,
     ) -> Batch:
         """Tokenise sentence pairs for training and for generation.
+
+        Args:
+            pairs: ``(source, target)`` pairs (target ``""`` to translate only).
+            source_lang: source language code.
+            target_lang: target language code.
+            shots: in-context ``(source, target)`` examples put before every pair's prompt.
+            per_query_shots: instead of ``shots``, one list of examples per pair (``per_query_shots[i]`` before
+                ``pairs[i]``), e.g. retrieved for each sentence
+                (:func:`~metanlp.families.translation.prompt_retrieval.prompt_examples`).
+
+        Raises:
+            ValueError: a language code is unknown, both ``shots`` and ``per_query_shots`` are given, or
+                ``per_query_shots`` does not have one list per pair.
 
         Returns:
             ``input_ids``, ``attention_mask``, ``labels``: ``(n_pairs, seq_len)`` right-padded training inputs
@@ -120,9 +138,14 @@ class TranslationFamily:
             ``reference_ids``: ``(n_pairs, ref_len)`` original-vocabulary ids of the targets (pad-filled).
             Token ids are in the pruned vocabulary when the model is pruned.
         """
+        if per_query_shots is not None and shots:
+            raise ValueError("encode: give shots (one list for every pair) or per_query_shots, not both")
+        if per_query_shots is not None and len(per_query_shots) != len(pairs):
+            raise ValueError(f"encode: per_query_shots has {len(per_query_shots)} lists for {len(pairs)} pairs")
+        examples = per_query_shots if per_query_shots is not None else [shots] * len(pairs)
         rows, prompts, refs = [], [], []
-        for src, tgt in pairs:
-            p = self._ids(self.prompt(source_lang, target_lang, src, shots), special=True)
+        for (src, tgt), ex in zip(pairs, examples, strict=True):
+            p = self._ids(self.prompt(source_lang, target_lang, src, list(ex)), special=True)
             tail = self._ids(f" {tgt}\n", special=False) if not self.seq2seq else self._ids(tgt, special=True)
             if self.seq2seq:
                 rows.append((p, tail[: self.max_length]))

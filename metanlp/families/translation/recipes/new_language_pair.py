@@ -8,7 +8,11 @@ meta-training), and writes ``run.output_dir/adapter/`` (stock peft + ``metanlp.j
 ``data.predict`` and ``metrics.json``. With ``data.eval`` it scores, on the same sentences with the same greedy
 decoding, side by side: (0) in-context prompting with ``translation.prompt_shots`` support pairs, no training;
 (a) LoRA adapted from the pretrained backbone; (b) the multi-task transfer adapter ``adapter.multitask_init`` adapted
-the same way (when given); (c) the meta-learned ``adapter.init`` adapted the same way (when given).
+the same way (when given); (c) the meta-learned ``adapter.init`` adapted the same way (when given). With
+``translation.prompt_retrieval: bm25`` (the default) every row is also read with a retrieval prompt: per eval
+sentence, the ``prompt_shots`` support pairs most similar to it by BM25 (``prompting_bm25``, ``finetune_bm25`` ...;
+:mod:`metanlp.families.translation.prompt_retrieval`). The comparison goes to ``metrics.json`` and to the adapter's
+``metanlp.json`` (``comparison``), from which the model card's table is built.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,13 @@ from metanlp.families.translation.adapter import (
 )
 from metanlp.families.translation.backbone import TINY_TRANSLATOR, backbone_licence
 from metanlp.families.translation.pairs import PairEpisode, language_name, load_pairs, read_user_pairs
+from metanlp.families.translation.prompt_retrieval import prompt_examples
 
 log = logging.getLogger(__name__)
 
 
+#: Suffix of the rows read with the BM25 retrieval prompt (``prompting_bm25``, ``finetune_bm25`` ...).
+BM25_READ = "_bm25"
 _LANGUAGE_TAG = re.compile(r"[^.]+\.([a-z]{2,3}(?:-[a-z]{2,3})?)\.(?:tsv|jsonl|txt)")
 
 
@@ -112,26 +120,40 @@ def compare_methods(
     eval_pairs: list[tuple[str, str]],
     adapted: Params,
 ) -> dict[str, dict[str, float]]:
-    """chrF/BLEU of every method on ``eval_pairs`` with the one comparison engine (same sentences, same greedy
-    decoding): ``prompting`` (the pretrained backbone read with ``translation.prompt_shots`` support pairs in the
-    prompt), ``finetune``, ``multitask`` (when ``adapter.multitask_init``) and ``meta`` (when ``adapter.init``).
+    """chrF/BLEU (sacrebleu, 0-100) of every method on ``eval_pairs`` with the one comparison engine (same sentences,
+    same greedy decoding): ``prompting`` (the pretrained backbone read with the first ``translation.prompt_shots``
+    support pairs in the prompt), ``finetune``, ``multitask`` (when ``adapter.multitask_init``) and ``meta`` (when
+    ``adapter.init``), the adapted ones read with a zero-shot prompt.
+
+    With ``translation.prompt_retrieval: bm25`` and ``prompt_shots > 0`` each method is also read with, per eval
+    sentence, the ``prompt_shots`` support pairs most similar to its source by BM25 (Agrawal et al. 2023, "In-context
+    Examples Selection for Machine Translation"): rows ``prompting_bm25``, ``finetune_bm25`` ... after each method's
+    own row, so that each method's best prompt can be read off.
 
     ``adapted`` is the adapter already adapted from ``setup.meta_params`` (``meta`` when ``adapter.init`` is set,
     else ``finetune``), so that init is not adapted twice.
+
+    Returns:
+        ``{row: {"chrf": float, "bleu": float}}`` in table order (what each row's prompt is: :func:`row_prompts`).
     """
     t, task = cfg.translation, setup.task
     src, tgt = t.source_lang, t.target_lang
     episode = PairEpisode(src, tgt, support_pairs, eval_pairs)
     zero_shot = lambda ep: task.encode(ep.query, src, tgt)  # noqa: E731
     prompted = lambda ep: task.encode(ep.query, src, tgt, ep.support[: t.prompt_shots])  # noqa: E731
+    retrieved = lambda ep: task.encode(  # noqa: E731
+        ep.query, src, tgt, per_query_shots=prompt_examples(ep.support, ep.query, t.prompt_shots, "bm25")
+    )
+    extra = {BM25_READ: retrieved} if t.prompt_retrieval == "bm25" and t.prompt_shots > 0 else {}
     budget = adaptation_budget(cfg)
-    names = ["finetune"] + (["multitask"] if cfg.adapter.multitask_init else []) + (["meta"] if cfg.adapter.init else [])
+    names = ["finetune"] + (["multitask"] if cfg.adapter.multitask_init else [])
+    names += ["meta"] if cfg.adapter.init else []
     multitask = lora_weights(setup, cfg.adapter.multitask_init) if cfg.adapter.multitask_init else None
-    methods = [Method("prompting", setup.pretrained, reads={"": prompted})]
+    methods = [Method("prompting", setup.pretrained, reads={"": prompted, **extra})]
     methods += standard_methods(names, setup.pretrained, budget, setup.meta_params, learner, multitask,
                                 seed=cfg.run.seed)  # fmt: skip
     for m in methods[1:]:
-        m.reads = {"": zero_shot}
+        m.reads = {"": zero_shot, **extra}
         if m.name == ("meta" if cfg.adapter.init else "finetune"):
             m.adapt = lambda *_: adapted  # adapted already
     with torch.enable_grad():
@@ -142,10 +164,30 @@ def compare_methods(
     return rows
 
 
-def format_methods(rows: dict[str, dict[str, float]], pair: str, k: int, n_eval: int) -> str:
-    """The side-by-side table printed by ``metanlp adapt`` (markdown; README letters beside the method names)."""
-    lines = [f"| {pair}, K = {k}, {n_eval} eval pairs | chrF | BLEU |", "|---|---|---|"]
-    lines += [f"| {LETTERS.get(name, '')} {name} | {r['chrf']:.1f} | {r['bleu']:.1f} |" for name, r in rows.items()]
+def row_prompts(rows: Iterable[str], shots: int) -> dict[str, str]:
+    """What the prompt of each row of :func:`compare_methods` holds, in words (``{row: description}``); ``shots``:
+    examples per prompt (``translation.prompt_shots``, at most the number of support pairs)."""
+
+    def what(name: str) -> str:
+        if shots > 0 and name.endswith(BM25_READ):
+            return f"{shots} pairs by BM25"
+        return f"first {shots} pairs" if shots > 0 and name == "prompting" else "zero-shot"
+
+    return {name: what(name) for name in rows}
+
+
+def format_methods(
+    rows: dict[str, dict[str, float]], pair: str, k: int, n_eval: int, prompts: dict[str, str] | None = None
+) -> str:
+    """The side-by-side table printed by ``metanlp adapt`` (markdown; README letters beside the method names, a
+    ``prompt`` column when ``prompts`` (:func:`row_prompts`) is given)."""
+    prompts = prompts or {}
+    col = " prompt |" if prompts else ""
+    lines = [f"| {pair}, K = {k}, {n_eval} eval pairs |{col} chrF | BLEU |", "|---|" + "---|" * (2 + bool(prompts))]
+    for name, r in rows.items():
+        letter = LETTERS.get(name.removesuffix(BM25_READ), "")
+        cell = f" {prompts.get(name, '')} |" if prompts else ""
+        lines.append(f"| {letter} {name} |{cell} {r['chrf']:.1f} | {r['bleu']:.1f} |")
     return "\n".join(lines)
 
 
@@ -174,11 +216,17 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     log.info("adapted to %s->%s on %d pairs in %.0f s (%s)", src, tgt, len(support_pairs), seconds,
              budget.describe())  # fmt: skip
-    metrics: dict[str, Any] = {"adapt_seconds": seconds, "support_pairs": len(support_pairs), "adapt": budget.describe()}
+    metrics: dict[str, Any] = {"adapt_seconds": seconds, "support_pairs": len(support_pairs),
+                               "adapt": budget.describe()}  # fmt: skip
+    comparison: dict[str, Any] = {}
     if eval_pairs:
-        metrics["methods"] = compare_methods(cfg, setup, learner, support_pairs, eval_pairs, fast)
-        metrics["eval_pairs"] = len(eval_pairs)
-        metrics["table"] = format_methods(metrics["methods"], f"{src}->{tgt}", len(support_pairs), len(eval_pairs))
+        rows = compare_methods(cfg, setup, learner, support_pairs, eval_pairs, fast)
+        prompts = row_prompts(rows, min(t.prompt_shots, len(support_pairs)))
+        comparison = {"pair": f"{src}->{tgt}", "k_shot": len(support_pairs), "eval_pairs": len(eval_pairs),
+                      "prompt_shots": t.prompt_shots, "prompt_retrieval": t.prompt_retrieval,
+                      "methods": rows, "prompts": prompts}  # fmt: skip
+        metrics.update(methods=rows, prompts=prompts, eval_pairs=len(eval_pairs), prompt_shots=t.prompt_shots)
+        metrics["table"] = format_methods(rows, f"{src}->{tgt}", len(support_pairs), len(eval_pairs), prompts)
     copy_into(setup.meta_params, fast)
     translations: list[str] = []
     if sentences:
@@ -195,11 +243,14 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         "language_names": t.language_names,
         "init": cfg.adapter.init or "pretrained backbone",
         "support_pairs": len(support_pairs),
+        "k_shot": len(support_pairs),
         "max_length": t.max_length,
         "max_new_tokens": t.max_new_tokens,
         "seed": cfg.run.seed,
         "translations": [{"source": s, "translation": x} for s, x in zip(sentences, translations, strict=True)],
     }
+    if comparison:  # the pair, K and chrF/BLEU of every method (+ read), for the model card
+        metadata["comparison"] = comparison
     if cfg.model.name == TINY_TRANSLATOR:
         metadata["tiny_tokenizer_texts"] = setup.tokenizer_texts
     with staged_run(cfg, "new_language_pair") as out:  # replaces run.output_dir only when complete
