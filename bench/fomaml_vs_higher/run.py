@@ -11,6 +11,8 @@ Proto-MAML head term, Triantafillou et al. 2020 sec. 3.2, for every method):
   with metanlp's default ``adapter.layers: [-2, -1]``: layers 0-3 run once per text (cached), every pass runs 4-5;
 - ``metanlp_all_layers``: the same with ``adapter.layers: []`` (LoRA on all 6 layers: nothing to cache);
 - ``metanlp_top1``: the same with ``adapter.layers: [-1]`` (LoRA on layer 5 only, layers 0-4 cached);
+- ``metanlp_bf16``: ``metanlp`` with ``model.precision: bf16`` (backbone passes under bfloat16 autocast; its gradient
+  difference is against float32 ``metanlp``, so it shows what bfloat16 changes);
 - ``higher``: ``higher.innerloop_ctx(peft_model, SGD, track_higher_grads=False)`` (higher 0.2.1), LoRA on all layers;
 - ``higher_top2``: ``higher`` with LoRA on the top 2 layers (backward stops at layer 4; no cache: every pass runs 0-5);
 - ``deepcopy``: ``copy.deepcopy(peft_model)`` per task + ``torch.optim.SGD`` + ``.backward()``, LoRA on all layers.
@@ -63,13 +65,15 @@ METHODS = {
     "metanlp": ("metanlp", "top2"),
     "metanlp_all_layers": ("metanlp", "all"),
     "metanlp_top1": ("metanlp", "top1"),
+    "metanlp_bf16": ("metanlp", "top2_bf16"),
     "higher": ("higher", "all"),
     "higher_top2": ("higher", "top2"),
     "deepcopy": ("deepcopy", "all"),
 }
-LAYERS = {"top2": "adapter.layers=[-2,-1]", "all": "adapter.layers=[]", "top1": "adapter.layers=[-1]"}
+LAYERS = {"top2": ["adapter.layers=[-2,-1]"], "all": ["adapter.layers=[]"], "top1": ["adapter.layers=[-1]"],
+          "top2_bf16": ["adapter.layers=[-2,-1]", "model.precision=bf16"]}  # fmt: skip
 #: the metanlp method each peer's meta-gradient is compared with (same LoRA layers)
-REFERENCE = {"top2": "metanlp", "all": "metanlp_all_layers", "top1": "metanlp_top1"}
+REFERENCE = {"top2": "metanlp", "all": "metanlp_all_layers", "top1": "metanlp_top1", "top2_bf16": "metanlp"}
 
 
 def build(args: argparse.Namespace, layers: str) -> tuple[ClassificationSetup, EpisodeSampler]:
@@ -77,7 +81,7 @@ def build(args: argparse.Namespace, layers: str) -> tuple[ClassificationSetup, E
     n_way, k_shot, q_query = args.n_way, args.k_shot, args.q_query
     cfg = load_recipe(RECIPE, [f"model.name={args.model}", f"task.n_way={n_way}", f"task.k_shot={k_shot}",
                                f"task.q_query={q_query}", f"run.seed={args.seed}", "run.progress=false",
-                               LAYERS[layers]])  # fmt: skip
+                               *LAYERS[layers]])  # fmt: skip
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
     return setup, make_sampler(cfg, corpus, splits.train, "train", n_way, k_shot, q_query)
@@ -266,6 +270,8 @@ def main() -> None:
         "episodes_per_s_metanlp_over_higher": eps["metanlp"] / eps["higher"],
         "episodes_per_s_metanlp_over_higher_top2": eps["metanlp"] / eps["higher_top2"],
         "episodes_per_s_metanlp_over_deepcopy": eps["metanlp"] / eps["deepcopy"],
+        "episodes_per_s_metanlp_bf16_over_higher": eps["metanlp_bf16"] / eps["higher"],
+        "episodes_per_s_metanlp_bf16_over_metanlp": eps["metanlp_bf16"] / eps["metanlp"],
         "episodes_per_s_metanlp_over_metanlp_all_layers": eps["metanlp"] / eps["metanlp_all_layers"],
         "episodes_per_s_metanlp_all_layers_over_higher": eps["metanlp_all_layers"] / eps["higher"],
         "cold_episodes_per_s_metanlp_over_higher": results["metanlp"]["episodes_per_s_cold"]

@@ -44,7 +44,9 @@ class FewShotClassifier:
 
         self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
         self.labels: list[str] = list(labels or [])
-        self.task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale)
+        self.task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale,
+                                             prefix_cache_mb=cfg.adapter.prefix_cache_mb,
+                                             precision=cfg.model.precision)  # fmt: skip
         self.meta_params = lora_parameters(model)
         self._support: str = ""
 

@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from metanlp.core.metrics import PER_EXAMPLE, load_metric
 from metanlp.core.micro_batches import micro_batches
+from metanlp.core.precision import autocast
 from metanlp.core.protocols import Batch, Params
 from metanlp.families.text_classification.adapter import head_names, prototype_head
 from metanlp.families.text_classification.data import Episode
@@ -35,6 +36,8 @@ class TextClassificationFamily:
             batches carry the cached states entering the first LoRA layer (``hidden_states``) and every pass runs the
             LoRA layers only (:mod:`metanlp.families.text_classification.prefix_cache`); with LoRA on layer 0 nothing changes.
         prefix_cache: a :class:`~metanlp.families.text_classification.prefix_cache.PrefixCache` to share instead of a new one.
+        precision: ``fp32`` or ``bf16`` (backbone passes under bfloat16 autocast, outputs float32:
+            :mod:`metanlp.core.precision`).
     """
 
     #: Batch tensors whose dim 1 is the right-padded sequence: micro-batches are length-sorted and trimmed.
@@ -49,11 +52,15 @@ class TextClassificationFamily:
         chunk_size: int = 256,
         prefix_cache_mb: float = 512.0,
         prefix_cache: PrefixCache | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.head_scale, self.chunk_size = max_length, head_scale, chunk_size
         self.head_weight, self.head_bias = head_names(model)
         self.prefix = frozen_prefix(model, tokenizer, prefix_cache_mb, prefix_cache)
+        self.precision = precision
+        if self.prefix is not None:
+            self.prefix.precision = precision
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +101,10 @@ class TextClassificationFamily:
         kwargs: dict = {"return_embeddings": embeddings}
         if "hidden_states" in batch:  # the cached frozen prefix: run only the LoRA layers on it
             kwargs.update(hidden_states=batch["hidden_states"], start_layer=self.prefix.start_layer)  # type: ignore
-        return functional_call(self.model, params, args, kwargs, strict=False)
+        with autocast(self.device, self.precision):
+            out = functional_call(self.model, params, args, kwargs, strict=False)
+        # losses, prototypes and distances in float32 (bfloat16 only inside the backbone)
+        return out.float() if out.dtype == torch.bfloat16 else out
 
     def embed(self, params: Params, batch: Batch) -> torch.Tensor:
         """``(batch, hidden)`` embeddings under the LoRA weights in ``params``."""

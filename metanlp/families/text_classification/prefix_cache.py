@@ -9,8 +9,9 @@ loop, the query pass and adaptation alike.
 
 Exactness: padding positions are masked out of attention and pooling, so re-padding with zeros gives the states of the
 uncached forward (up to float summation order). Entries are keyed by ``(text, max_length)``; the cache belongs to one
-*identity* ``(backbone name, commit, weights fingerprint, k, dtype, device, tokenizer)`` at a time and is cleared when
-it changes (another backbone, weights modified in place, another first LoRA layer). The prefix is only used while its
+*identity* ``(backbone name, commit, weights fingerprint, k, dtype, precision, device, tokenizer)`` at a time and is
+cleared when it changes (another backbone, weights modified in place, another first LoRA layer, ``model.precision``).
+The prefix is only used while its
 modules are in eval mode (no dropout) and the tokenizer pads on the right; otherwise the family runs the whole encoder.
 """
 
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from metanlp.core.precision import autocast
 from metanlp.families.text_classification.layer_stack import encoder_layers, lora_layer_indices, prefix_states
 
 __all__ = ["FrozenPrefix", "PrefixCache", "frozen_prefix", "weights_fingerprint"]
@@ -137,6 +139,7 @@ class FrozenPrefix:
         self._token: tuple[Any, ...] | None = None
         self._fingerprint = ""
         self._tokenizer_id = (getattr(tokenizer, "name_or_path", ""), len(tokenizer))
+        self.precision = "fp32"  #: the task's ``model.precision``: states computed under its autocast
 
     def usable(self) -> bool:
         """Whether cached states equal the forward's: prefix modules in eval mode, tokenizer padding on the right."""
@@ -144,8 +147,8 @@ class FrozenPrefix:
         return right and not any(m.training for m in self.modules)
 
     def identity(self) -> tuple[Any, ...]:
-        """``(name, commit, weights fingerprint, start_layer, dtype, device, tokenizer)``; the weights are re-hashed
-        when one of them changed (in place or replaced)."""
+        """``(name, commit, weights fingerprint, start_layer, dtype, precision, device, tokenizer)``; the weights are
+        re-hashed when one of them changed (in place or replaced)."""
         tensors = [t for m in self.modules for t in [*m.parameters(), *m.buffers()]]
         token = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
         if token != self._token:
@@ -154,7 +157,7 @@ class FrozenPrefix:
         commit = getattr(config, "_commit_hash", None) or ""
         ref = tensors[0]
         return (self.name or getattr(config, "_name_or_path", ""), commit, self._fingerprint, self.start_layer,
-                str(ref.dtype), str(ref.device), self._tokenizer_id)  # fmt: skip
+                str(ref.dtype), self.precision, str(ref.device), self._tokenizer_id)  # fmt: skip
 
     @torch.no_grad()
     def _compute(self, texts: list[str], max_length: int, device: torch.device) -> list[Entry]:
@@ -162,7 +165,9 @@ class FrozenPrefix:
         for i in range(0, len(texts), self.chunk_size):
             enc = self.tokenizer(texts[i : i + self.chunk_size], padding=True, truncation=True, max_length=max_length,
                                  return_tensors="pt").to(device)  # fmt: skip
-            states = prefix_states(self.encoder.backbone, enc["input_ids"], enc["attention_mask"], self.start_layer)
+            with autocast(device, self.precision):
+                states = prefix_states(self.encoder.backbone, enc["input_ids"], enc["attention_mask"],
+                                       self.start_layer)  # fmt: skip
             for ids, mask, s in zip(enc["input_ids"], enc["attention_mask"], states, strict=True):
                 n = int(mask.sum())
                 out.append((ids[:n].clone(), s[:n].clone()))  # clones: an entry must not pin the padded batch

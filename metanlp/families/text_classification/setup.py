@@ -14,6 +14,7 @@ import torch
 
 from metanlp.core.config import RecipeConfig
 from metanlp.core.lora_layers import check_lora_layers
+from metanlp.core.precision import attention_kernel
 from metanlp.core.saving import load_adapter_weights
 from metanlp.families.text_classification.adapter import attach_lora, lora_parameters, read_metadata
 from metanlp.families.text_classification.backbone import load_encoder
@@ -65,13 +66,15 @@ def build_classification(cfg: RecipeConfig, load_init: bool = True) -> Classific
         ValueError: ``adapter.init`` was trained on another backbone or family (the message names both).
     """
     torch.manual_seed(cfg.run.seed)
-    encoder, tokenizer = load_encoder(cfg.model.name, cfg.model.trust_remote_code, cfg.model.attn_implementation)
+    attention = attention_kernel(cfg.model.precision, cfg.model.attn_implementation)
+    encoder, tokenizer = load_encoder(cfg.model.name, cfg.model.trust_remote_code, attention)
     model = attach_lora(encoder, cfg.adapter, base_name=cfg.model.name)
     pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
     if load_init and cfg.adapter.init:
         load_meta_init(model, cfg.adapter.init, cfg.model.name)
     task = TextClassificationFamily(model, tokenizer, cfg.model.max_length, cfg.meta.head_scale,
-                                    prefix_cache_mb=cfg.adapter.prefix_cache_mb)  # fmt: skip
+                                    prefix_cache_mb=cfg.adapter.prefix_cache_mb,
+                                    precision=cfg.model.precision)  # fmt: skip
     return ClassificationSetup(model, tokenizer, task, lora_parameters(model), pretrained)
 
 

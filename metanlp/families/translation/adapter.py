@@ -122,7 +122,7 @@ def build_translation(
         _load_lora(peft_model, cfg.adapter.init, "adapter.init")
     t = cfg.translation
     task = TranslationFamily(peft_model, tokenizer, vocab, t.max_length, t.max_new_tokens, t.language_names,
-                             prefix_cache=cfg.adapter.prefix_cache_mb > 0)  # fmt: skip
+                             prefix_cache=cfg.adapter.prefix_cache_mb > 0, precision=cfg.model.precision)  # fmt: skip
     return TranslationSetup(peft_model, tokenizer, task, params, pretrained, vocab, tokenizer_texts)
 
 

@@ -25,6 +25,7 @@ from torch.func import functional_call
 from transformers import PreTrainedTokenizerBase
 
 from metanlp.core.metrics import load_metric
+from metanlp.core.precision import autocast
 from metanlp.core.protocols import Batch, Params
 from metanlp.families.translation.pairs import PairEpisode, language_name
 from metanlp.families.translation.prefix_cache import STATE_KEY, DecoderPrefix, decoder_prefix
@@ -54,6 +55,8 @@ class TranslationFamily:
         prefix_cache: compute the frozen layers below the lowest LoRA layer (with LoRA on layer 0: the embedding)
             once per training batch (:mod:`metanlp.families.translation.prefix_cache`); False runs the whole model,
             with the LM head at every position, at every step.
+        precision: ``fp32`` or ``bf16`` (losses, prefix states and generation under bfloat16 autocast, losses
+            returned in float32: :mod:`metanlp.core.precision`).
 
     Attributes:
         prefix: the frozen decoder prefix when the cache is in use, else None.
@@ -70,6 +73,7 @@ class TranslationFamily:
         prompt_shots: int = 0,
         chunk_size: int = 8,
         prefix_cache: bool = True,
+        precision: str = "fp32",
     ) -> None:
         self.model, self.tokenizer, self.vocab = model, tokenizer, vocab
         self.max_length, self.max_new_tokens, self.chunk_size = max_length, max_new_tokens, chunk_size
@@ -85,6 +89,7 @@ class TranslationFamily:
         if vocab is not None and not bool(vocab.contains(torch.tensor(line_end)).all()):
             raise ValueError("the pruned vocabulary lacks the newline piece that ends every prompt line: keep it")
         self.prefix: DecoderPrefix | None = decoder_prefix(model) if prefix_cache and not self.seq2seq else None
+        self.precision = precision
 
     @property
     def device(self) -> torch.device:
@@ -183,7 +188,10 @@ class TranslationFamily:
         """``batch`` plus the frozen prefix's ``hidden_states`` ``(n, seq_len, hidden)`` when the prefix cache is in
         use and usable (eval mode, right-padded causal batch); else ``batch`` unchanged. For training batches: every
         later :meth:`loss` on it (or on rows of it) runs only the LoRA layers."""
-        return self.prefix.attach(batch) if self.prefix is not None else batch
+        if self.prefix is None:
+            return batch
+        with autocast(self.device, self.precision):
+            return self.prefix.attach(batch)
 
     def batches(self, episode: PairEpisode) -> tuple[Batch, Batch]:
         """Support batch (zero-shot prompts) and query batch (prompts with ``prompt_shots`` support examples), each
@@ -209,10 +217,13 @@ class TranslationFamily:
         A batch with ``hidden_states`` (:meth:`with_states`) runs only the layers from the lowest LoRA layer up, while
         the prefix is usable (eval mode); otherwise, and for a batch without them, the whole model runs.
         """
-        if STATE_KEY in batch and self.prefix is not None and self.prefix.usable():
-            return self.prefix.loss(params, batch)
-        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
-        return functional_call(self.model, params, (), {**kwargs, "use_cache": False}, strict=False).loss
+        with autocast(self.device, self.precision):
+            if STATE_KEY in batch and self.prefix is not None and self.prefix.usable():
+                loss = self.prefix.loss(params, batch)
+            else:
+                kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+                loss = functional_call(self.model, params, (), {**kwargs, "use_cache": False}, strict=False).loss
+        return loss.float() if loss.dtype == torch.bfloat16 else loss
 
     @contextlib.contextmanager
     def using(self, params: Params) -> Iterator[None]:
@@ -237,7 +248,7 @@ class TranslationFamily:
         pad = int(self._map(torch.tensor(self.pad_id))) if self.vocab else self.pad_id
         was_training = self.model.training
         self.model.eval()
-        with self.using(params):
+        with self.using(params), autocast(self.device, self.precision):
             for i in range(0, batch["prompt_ids"].shape[0], self.chunk_size):
                 ids, mask = batch["prompt_ids"][i : i + self.chunk_size], batch["prompt_mask"][i : i + self.chunk_size]
                 gen = self.model.generate(
