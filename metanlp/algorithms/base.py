@@ -51,6 +51,10 @@ class MetaLearner(Protocol):
         """Parameters of the learner itself that are meta-learned: ``{}`` unless the learner overrides it."""
         return {}
 
+    def extra_outer_lr(self) -> float:
+        """The outer loop's learning rate for :meth:`extra_parameters`; 0 (default) = the adapter's."""
+        return 0.0
+
     def bind(self, meta_params: Params) -> dict[str, torch.nn.Parameter]:
         """Create extra parameters shaped like ``meta_params`` (Meta-SGD's rates); a no-op by default."""
         return self.extra_parameters()

@@ -203,9 +203,13 @@ def meta_train(
     accelerator = accelerator or Accelerator()
     out = Path(out_dir)
     ckpt = out / "checkpoints" / "last"
-    params = {**meta_params, **learner.extra_parameters()}
+    extras = learner.extra_parameters()
+    params = {**meta_params, **extras}
     state = MetaState(params)
-    optimizer = torch.optim.Adam(params.values(), lr=cfg.outer_lr)
+    groups = [{"params": list(meta_params.values())}]
+    if extras:  # e.g. Meta-SGD's rates, at their own learning rate when the learner has one
+        groups.append({"params": list(extras.values()), "lr": learner.extra_outer_lr() or cfg.outer_lr})
+    optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
     accelerator.register_for_checkpointing(state, optimizer)
     _warn_single_cpu_process(accelerator)
     old_ckpt = ckpt.with_name(ckpt.name + ".old")

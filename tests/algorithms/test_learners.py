@@ -323,3 +323,58 @@ def test_each_learner_lowers_held_out_query_loss(algorithm: str, supersense_epis
         optimizer.zero_grad(set_to_none=True)
     after = held_out_loss()
     assert after < before - 0.01, f"{algorithm}: held-out query loss {before:.4f} -> {after:.4f}"
+
+
+@pytest.mark.parametrize("per", ["tensor", "layer"])
+def test_metasgd_coarse_rates_have_exact_one_step_gradients(per: str) -> None:
+    task, (meta, episode) = TinyFamily(), _tiny_problem(4)
+    learner = MetaSGD(inner_lr=0.3, inner_steps=1, per=per)
+    extra = learner.bind(meta)
+    # per tensor: one scalar for w1, one for w2; per layer: the tiny MLP has no layer stack, so both share "other"
+    expected = {LR_PREFIX + "w1", LR_PREFIX + "w2"} if per == "tensor" else {LR_PREFIX + "other"}
+    assert set(extra) == expected | {TASK_LR} and all(p.shape == () for p in extra.values())
+    with torch.no_grad():
+        for i, p in enumerate(extra.values()):
+            p.fill_(0.2 + 0.1 * i)
+    grads, _ = learner.meta_gradient(task, meta, episode)
+    support, query = task.batches(episode)
+    fast = {k: v.detach().requires_grad_(True) for k, v in task.init_fast_weights(meta, support).items()}
+    g0 = dict(zip(fast, torch.autograd.grad(task.loss(fast, support), list(fast.values())), strict=True))
+    alphas = {k: p.detach().clone().requires_grad_(True) for k, p in extra.items()}
+    rate = {k: alphas[(LR_PREFIX + k) if per == "tensor" else LR_PREFIX + "other"] if k in meta else alphas[TASK_LR]
+            for k in fast}  # fmt: skip
+    theta1 = {k: fast[k].detach() - rate[k] * g0[k] for k in fast}
+    ref = dict(zip(alphas, torch.autograd.grad(task.loss(theta1, query), list(alphas.values())), strict=True))
+    for k in alphas:
+        torch.testing.assert_close(grads[k], ref[k], rtol=1e-10, atol=1e-12)
+
+
+def test_metasgd_per_layer_names_and_own_outer_lr_move_the_rates(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from metanlp.algorithms.metasgd import lr_name
+    from metanlp.core.config import ConfigError
+    from metanlp.core.recipe_loading import load_recipe
+    from metanlp.families.text_classification.recipes import meta_train
+
+    assert lr_name("base_model.model.encoder.layer.4.attention.self.query.lora_B.default.weight", "layer") == (
+        LR_PREFIX + "layer4")
+    assert lr_name("base_model.model.model.layers.16.self_attn.q_proj.lora_A.default.weight", "layer") == (
+        LR_PREFIX + "layer16")
+    with pytest.raises(ConfigError, match="meta.inner_lr_per must be element, tensor or layer, got 'row'"):
+        MetaConfig(inner_lr_per="row")
+    root = Path(__file__).resolve().parents[2]
+    runs = {}
+    for outer in (0.0, 0.05):  # 0 = meta.outer_lr (1e-3): the rates barely move; 0.05: they do
+        cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
+            "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / str(outer)}",
+            "meta.algorithm=metasgd", "meta.inner_lr_per=layer", f"meta.inner_lr_outer_lr={outer}",
+            "adapter.layers=[]", "task.n_way=3", "meta.inner_steps=2", "meta.outer_steps=3", "meta.eval_every=0",
+            "meta.save_every=0", "eval.episodes=0"])  # fmt: skip
+        meta_train.run(cfg)
+        runs[outer] = load_file(str(tmp_path / str(outer) / "adapter" / "learner.safetensors"))
+    rates = runs[0.05]
+    assert set(rates) == {LR_PREFIX + "layer0", LR_PREFIX + "layer1", TASK_LR}  # tiny-random-bert: 2 layers
+    moved = {k: abs(float(v) - 0.5) for k, v in rates.items()}
+    slow = {k: abs(float(v) - 0.5) for k, v in runs[0.0].items()}
+    assert max(slow.values()) < 0.004 < min(moved.values())  # Adam moves a parameter ~lr per step
