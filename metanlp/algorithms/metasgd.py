@@ -55,8 +55,8 @@ class MetaSGD(MetaLearner):
     et al. 2020 sec. 3, whose per-layer inner rates are meta-learned too). Coarser rates pool the gradient of many
     weights, so they move at a few outer steps where an element's rate is noise; ``outer_lr`` (when > 0) is the
     Adam learning rate of the rates, apart from the adapter's. The head is rebuilt from prototypes in every episode and
-    its shape ``(N, hidden)`` changes with N, so all task-specific fast weights share one meta-learned scalar ``TASK_LR``. The rates are not
-    constrained to be positive (as in the paper).
+    its shape ``(N, hidden)`` changes with N, so all task-specific fast weights share one meta-learned scalar
+    ``TASK_LR``. The rates are not constrained to be positive (as in the paper).
 
     The inner loop runs ``inner_steps`` steps ``theta_{t+1} = theta_t - alpha * g_t`` with ``g_t = grad
     L_s(theta_t)``. With ``g_q = grad L_q(theta_T)`` the meta-gradients computed are, first order (the Jacobians
