@@ -71,11 +71,6 @@ def _check_multitask_baseline(cfg: Any) -> None:
     if cfg.task.unlabelled:
         raise ConfigError("text_classification.multitask_baseline needs labelled meta-train classes, but "
                           "task.unlabelled is set (CACTUs pseudo-classes): drop one of them")  # fmt: skip
-    for key in ("mixture", "smlmt"):
-        if getattr(cfg.task, key):
-            raise ConfigError(f"text_classification.multitask_baseline trains on task.dataset's meta-train classes "
-                              f"only; with task.{key} it would not see the same data as meta-training: drop one of "
-                              "them")  # fmt: skip
     if cfg.meta.outer_steps < 1:
         raise ConfigError("text_classification.multitask_baseline trains for meta-training's compute, but "
                           "meta.outer_steps=0: set meta.outer_steps >= 1 or drop the baseline")  # fmt: skip

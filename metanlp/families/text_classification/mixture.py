@@ -29,7 +29,7 @@ import numpy as np
 from metanlp.families.text_classification.data import Episode, EpisodeSampler, LabelledCorpus, load_corpus
 from metanlp.families.text_classification.smlmt import ClozeEpisodeSampler, smlmt_sampler
 
-__all__ = ["MixtureSampler", "mixture_sampler"]
+__all__ = ["MixtureSampler", "mixture_pool", "mixture_sampler"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,46 @@ def _classes_with(pool: dict[str, list[str]], classes: list[str], need: int) -> 
     return [c for c in classes if len(pool.get(c, [])) >= need]
 
 
+def _members(cfg: Any, corpus: LabelledCorpus, train_classes: list[str]) -> dict[str, tuple[dict, list[str]]]:
+    """``{member name: (texts by class, classes)}``: ``task.dataset``'s meta-train classes, then each mixture file."""
+    from metanlp.core.config import ConfigError
+    from metanlp.families.text_classification.setup import source_split
+
+    t = cfg.task
+    paths = [str(Path(p)) for p in t.mixture]
+    if str(Path(t.dataset)) in paths or len(set(paths)) != len(paths):
+        raise ConfigError(f"task.mixture={list(t.mixture)} repeats a dataset (or task.dataset={t.dataset}): "
+                          "list each meta-train dataset once")  # fmt: skip
+    members: dict[str, tuple[dict, list[str]]] = {}
+    if train_classes:
+        pool, _ = source_split(corpus, "train")
+        members[Path(t.dataset).stem or str(t.dataset)] = (pool, train_classes)
+    for i, path in enumerate(t.mixture):
+        other = load_corpus(path, f"task.mixture[{i}]")
+        members[Path(path).stem or path] = (other.by_class(), sorted(set(other.labels)))
+    return members
+
+
+def mixture_pool(
+    cfg: Any, corpus: LabelledCorpus, train_classes: list[str], mask: str = "[MASK]"
+) -> dict[str, list[str]]:
+    """Every meta-train class of the mixture as one labelled pool, for the multi-task baseline over the same data:
+    ``{"<member>/<class>": texts}`` for each member of :func:`mixture_sampler` (classes with >= K + Q examples, as
+    there) and, with ``task.smlmt``, ``{"smlmt/<word>": masked texts}`` for its cloze words.
+
+    Raises:
+        ConfigError, FileNotFoundError, ValueError: as :func:`mixture_sampler`.
+    """
+    t = cfg.task
+    need = t.k_shot + t.q_query
+    pool = {f"{name}/{c}": texts[c] for name, (texts, classes) in _members(cfg, corpus, train_classes).items()
+            for c in _classes_with(texts, classes, need)}  # fmt: skip
+    if t.smlmt:
+        cloze = smlmt_sampler(t, cfg.run.seed, mask)
+        pool.update({f"smlmt/{w}": cloze.texts[w] for w in cloze.classes})
+    return pool
+
+
 def mixture_sampler(
     cfg: Any, corpus: LabelledCorpus, train_classes: list[str], mask: str = "[MASK]"
 ) -> MixtureSampler:
@@ -132,22 +172,9 @@ def mixture_sampler(
             names it).
         ValueError: a member keeps fewer classes than ``task.n_way`` (the message names it).
     """
-    from metanlp.core.config import ConfigError
-    from metanlp.families.text_classification.setup import source_split
-
     t = cfg.task
-    paths = [str(Path(p)) for p in t.mixture]
-    if str(Path(t.dataset)) in paths or len(set(paths)) != len(paths):
-        raise ConfigError(f"task.mixture={list(t.mixture)} repeats a dataset (or task.dataset={t.dataset}): "
-                          "list each meta-train dataset once")  # fmt: skip
     need = t.k_shot + t.q_query
-    members: dict[str, tuple[dict[str, list[str]], list[str]]] = {}
-    if train_classes:
-        pool, _ = source_split(corpus, "train")
-        members[Path(t.dataset).stem or str(t.dataset)] = (pool, train_classes)
-    for i, path in enumerate(t.mixture):
-        other = load_corpus(path, f"task.mixture[{i}]")
-        members[Path(path).stem or path] = (other.by_class(), sorted(set(other.labels)))
+    members = _members(cfg, corpus, train_classes)
     samplers, sizes = {}, {}
     for name, (pool, classes) in members.items():
         kept = _classes_with(pool, classes, need)

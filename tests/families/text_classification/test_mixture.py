@@ -90,3 +90,27 @@ def test_meta_train_with_a_mixture_records_it(root: Path, tmp_path: Path) -> Non
     assert summary["meta_train"]["steps"] == 2
     meta = json.loads((tmp_path / "run" / "adapter" / "metanlp.json").read_text())
     assert meta["mixture"] == mixture
+
+
+def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_word(root: Path, tmp_path: Path) -> None:
+    from metanlp.families.text_classification.data import split_classes
+    from metanlp.families.text_classification.mixture import mixture_pool
+    from metanlp.families.text_classification.recipes import meta_train
+
+    data = root / "data"
+    mixture = [str(data / "brown_genres" / "brown_genres.jsonl")]
+    smlmt = str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
+        "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
+        f"task.mixture=[{','.join(mixture)}]", f"task.smlmt=[{smlmt}]", "task.n_way=3", "task.n_way_max=5",
+        "meta.outer_steps=2", "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0",
+        "text_classification.multitask_baseline=true"])  # fmt: skip
+    corpus = load_corpus(cfg.task.dataset)
+    pool = mixture_pool(cfg, corpus, split_classes(corpus, cfg.task).train, "[MASK]")
+    names = {c.split("/")[0] for c in pool}
+    assert names == {"icd10_blocks", "brown_genres", "smlmt"}
+    assert all("[MASK]" in t for c, texts in pool.items() if c.startswith("smlmt/") for t in texts)
+    summary = meta_train.run(cfg)
+    assert summary["multitask"]["classes"] == len(pool)
+    assert summary["multitask"]["examples"] == sum(len(v) for v in pool.values())
+    assert (tmp_path / "run" / "multitask_adapter" / "adapter_model.safetensors").is_file()

@@ -163,8 +163,6 @@ def test_bad_values_raise_errors_naming_the_key(root: Path, tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="repeated file"):
         check_smlmt(load_recipe(None, [f"task.smlmt=[{ICD10_TEXT},{ICD10_TEXT}]"]).task)
     check_smlmt(load_recipe(None, ["task.smlmt_fraction=0"]).task)  # off: no SMLMT, nothing to refuse
-    with pytest.raises(ConfigError, match="task.smlmt"):
-        check_inputs(cfg("text_classification.multitask_baseline=true"), "meta_train")
     with pytest.raises(FileNotFoundError, match=r"task.smlmt\[0\]"):
         check_inputs(load_recipe(None, [f"task.smlmt=[{tmp_path / 'missing.txt'}]"]), "meta_train")
     few = tmp_path / "few.txt"
