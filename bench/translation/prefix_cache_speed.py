@@ -1,8 +1,8 @@
 """Bench: seconds per FOMAML meta-training episode on Gemma-3-270m, all-layer LoRA vs top-L LoRA + frozen-prefix cache.
 
 Run: ``PYTHONPATH=. python bench/translation/prefix_cache_speed.py
-[--episodes 3] [--top 2 4 6]`` (needs the converted backbone; ~10 minutes on 2 cores).
-Writes ``bench/translation/prefix_cache_speed.json``.
+[--episodes 3] [--top 2 4 6] [--all-layer-head | --precision]`` (needs the converted backbone; ~10 minutes on 2
+cores). Writes ``bench/translation/prefix_cache_speed.json`` (``all_layer_head_speed.json``, ``precision_speed.json``).
 
 The setups are built by the recipe's own code (``build_translation`` on
 ``recipes/translation/translation_meta_train.yaml``: pruned vocabulary, K=16 support, q=8 query, 4 full-batch inner
@@ -89,6 +89,8 @@ def main() -> None:
         help="instead: all-layer LoRA with the cache off (adapter.prefix_cache_mb=0: the LM head at "
         "every position) vs on (the embedding as the prefix, the LM head at target positions only)",
     )
+    parser.add_argument("--precision", action="store_true",
+                        help="instead: all-layer LoRA with model.precision fp32 vs bf16 (bfloat16 autocast; SDPA and eager)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     os.chdir(ROOT)  # the recipe's data paths are relative to the repo
@@ -104,6 +106,10 @@ def main() -> None:
     if args.all_layer_head:  # "all_layers" is the baseline of the speed-ups: here the uncached, every-position head
         variants, extra = {"all_layers": [], "all_layers_cached": []}, {"all_layers": ["adapter.prefix_cache_mb=0"],
                                                                          "all_layers_cached": []}  # fmt: skip
+    if args.precision:
+        variants = {"all_layers": [], "all_layers_bf16": [], "all_layers_bf16_eager": []}
+        extra = {"all_layers": ["model.precision=fp32"], "all_layers_bf16": ["model.precision=bf16"],
+                 "all_layers_bf16_eager": ["model.precision=bf16", "model.attn_implementation=eager"]}
     setups, learners = {}, {}
     for name, layers in variants.items():
         cfg = load_recipe(RECIPE, [*overrides, f"adapter.layers={layers}", *extra[name]])
@@ -158,7 +164,8 @@ def main() -> None:
         "exactness": exactness,
         "results": results,
     }
-    write_json_atomic(HERE / ("all_layer_head_speed.json" if args.all_layer_head else "prefix_cache_speed.json"), out)
+    name = "all_layer_head_speed" if args.all_layer_head else "precision_speed" if args.precision else "prefix_cache_speed"
+    write_json_atomic(HERE / f"{name}.json", out)
     for name, r in results.items():
         print(f"{name:>10}: {r['episode_s_median']:6.1f} s/episode  x{r['speedup_vs_all_layers']:.2f}")  # noqa: T201
     print(f"load average before {load_before}, after {load_after}")  # noqa: T201

@@ -19,7 +19,7 @@ from pathlib import Path
 from metanlp.core import registry
 from metanlp.core.budget import AdaptConfig
 from metanlp.core.errors import ConfigError
-from metanlp.core.precision import PRECISIONS
+from metanlp.core.precision import PRECISIONS, resolve_precision
 
 __all__ = [
     "AdaptConfig", "AdapterConfig", "ConfigError", "DataConfig", "EVAL_METHODS", "EvalConfig", "HubConfig",
@@ -58,20 +58,22 @@ class ModelConfig:
         trust_remote_code: run code shipped with a hub model; off unless you trust the model's authors.
         attn_implementation: attention kernel passed to ``from_pretrained`` (``eager``, ``sdpa`` ...); empty =
             transformers' default. ``meta.algorithm: maml`` needs ``eager`` on CPU (no double backward through SDPA).
-        precision: ``fp32``, or ``bf16``: every pass of the backbone under ``torch.autocast`` in bfloat16 (weights,
-            gradients, optimiser state and losses stay float32; with ``attn_implementation`` empty, text encoders
-            load with ``eager`` attention on CPU, measured faster: :mod:`metanlp.core.precision`).
+        precision: ``bf16``: every pass of the backbone under ``torch.autocast`` in bfloat16 (weights, gradients,
+            optimiser state and losses stay float32; with ``attn_implementation`` empty, text encoders load with
+            ``eager`` attention on CPU, measured faster); ``fp32``; ``auto`` (default): ``bf16`` on a GPU or CPU
+            with native bfloat16, else ``fp32``, resolved when the recipe loads (:mod:`metanlp.core.precision`).
     """
 
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 48
     trust_remote_code: bool = False
     attn_implementation: str = ""
-    precision: str = "fp32"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"model.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self.precision = resolve_precision(self.precision)
 
 
 @dataclass

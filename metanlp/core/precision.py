@@ -19,13 +19,37 @@ parameters.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
-import torch
+__all__ = ["PRECISIONS", "attention_kernel", "autocast", "bf16_is_fast", "resolve_precision"]
 
-__all__ = ["PRECISIONS", "attention_kernel", "autocast"]
+#: ``model.precision`` values: ``auto`` (``bf16`` where :func:`bf16_is_fast`, else ``fp32``), ``fp32`` (no
+#: autocast) and ``bf16`` (autocast to bfloat16).
+PRECISIONS = ("auto", "fp32", "bf16")
 
-#: ``model.precision`` values: ``fp32`` (no autocast) and ``bf16`` (autocast to bfloat16).
-PRECISIONS = ("fp32", "bf16")
+
+def bf16_is_fast() -> bool:
+    """Whether this machine runs bfloat16 matrix products natively: a CUDA GPU with bf16 support, or a CPU with
+    AVX512-BF16 or AMX (torch's own CPU feature probe). Elsewhere bfloat16 is emulated and slower than float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(p()) for p in probes if p is not None)
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``bf16`` where :func:`bf16_is_fast`, else ``fp32``; ``fp32`` and ``bf16`` unchanged.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_is_fast() else "fp32"
 
 
 def attention_kernel(precision: str, requested: str = "") -> str:
@@ -36,23 +60,26 @@ def attention_kernel(precision: str, requested: str = "") -> str:
     backward of torch's CPU flash-attention kernel in bfloat16 is ~8x its float32 time, so SDPA under bf16 autocast
     gains only 1.2x per episode; eager attention (batched matrix products under autocast) gains 1.8x.
     """
+    import torch
+
     if requested:
         return requested
-    return "eager" if precision == "bf16" and not torch.cuda.is_available() else ""
+    return "eager" if resolve_precision(precision) == "bf16" and not torch.cuda.is_available() else ""
 
 
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
     """The context a backbone pass runs in: ``torch.autocast(device.type, bfloat16)`` for ``bf16``, else a no-op.
 
     Args:
-        device: where the model's parameters are (its ``type`` picks the autocast backend: ``cpu``, ``cuda`` ...).
-        precision: one of :data:`PRECISIONS`.
+        device: where the model's parameters are (a ``torch.device`` or its name; its type picks the autocast
+            backend: ``cpu``, ``cuda`` ...).
+        precision: one of :data:`PRECISIONS` (``auto`` resolved by :func:`resolve_precision`).
 
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
+    import torch
+
+    if resolve_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

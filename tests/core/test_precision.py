@@ -29,7 +29,7 @@ EPISODE = Episode(
 
 
 def test_bad_precision_names_the_key():
-    with pytest.raises(ConfigError, match=r"model.precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(ConfigError, match=r"model.precision must be one of auto, fp32, bf16, got 'fp16'"):
         ModelConfig(precision="fp16")
     with pytest.raises(ValueError, match="precision must be one of"):
         autocast("cpu", "half")

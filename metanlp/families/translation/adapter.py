@@ -102,7 +102,7 @@ def build_translation(
         tokenizer_texts = vocab_texts + [f"{n}:" for n in names]
         model, tokenizer = tiny_causal_lm(tokenizer_texts, seed=cfg.run.seed)
     else:
-        model, tokenizer = load_translator(cfg.model.name, cfg.model.trust_remote_code)
+        model, tokenizer = load_translator(cfg.model.name, cfg.model.trust_remote_code, cfg.model.attn_implementation)
     init_meta = read_metadata(cfg.adapter.init) if load_init and cfg.adapter.init else None
     if init_meta is not None and init_meta.get("family") != "translation":
         raise ValueError(f"adapter.init={cfg.adapter.init}: family {init_meta.get('family')!r} is not translation")

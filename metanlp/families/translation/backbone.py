@@ -47,12 +47,15 @@ def backbone_licence(name: str) -> str:
     return f"unknown: check the licence of {name}"
 
 
-def load_translator(name: str = DEFAULT_TRANSLATOR, trust_remote_code: bool = False) -> tuple[torch.nn.Module, object]:
+def load_translator(
+    name: str = DEFAULT_TRANSLATOR, trust_remote_code: bool = False, attn_implementation: str = ""
+) -> tuple[torch.nn.Module, object]:
     """Load a causal or seq2seq LM and its tokenizer with ``from_pretrained``; all weights frozen, eval mode.
 
     Args:
         name: hub id, local folder, or a packaged GGUF model (converted into the cache on first use).
         trust_remote_code: passed to ``from_pretrained``; keep False unless you trust the model's code.
+        attn_implementation: ``eager``, ``sdpa`` ...; passed to ``from_pretrained`` (empty = transformers' default).
 
     Returns:
         ``(model, tokenizer)``; ``model.config.is_encoder_decoder`` tells the two kinds apart.
@@ -64,7 +67,8 @@ def load_translator(name: str = DEFAULT_TRANSLATOR, trust_remote_code: bool = Fa
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch.float32)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch.float32, **extra)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise FileNotFoundError(f"cannot load translation backbone {name!r} (resolved to {path!r}): {e}") from e

@@ -32,8 +32,9 @@ def _recipe(root: Path, name: str, *sets: str):
 
 @pytest.fixture(scope="module")
 def tiny(root: Path):
-    """The tiny backbone + LoRA over ICD-10 blocks, and 6 meta-train classes' texts with global labels."""
-    cfg = _recipe(root, "text_meta_train.yaml", "run.output_dir=unused")
+    """The tiny backbone + LoRA (float32: micro-batch sums compared at 1e-5) over ICD-10 blocks, and 6 meta-train
+    classes' texts with global labels."""
+    cfg = _recipe(root, "text_meta_train.yaml", "run.output_dir=unused", "model.precision=fp32")  # exactness checks
     setup = build_classification(cfg)
     corpus, splits = task_samplers(cfg)
     texts, labels = multitask_examples(source_split(corpus, "train")[0], splits.train[:6])
