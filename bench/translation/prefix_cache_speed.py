@@ -90,7 +90,7 @@ def main() -> None:
         "every position) vs on (the embedding as the prefix, the LM head at target positions only)",
     )
     parser.add_argument("--precision", action="store_true",
-                        help="instead: all-layer LoRA with model.precision fp32 vs bf16 (bfloat16 autocast; SDPA and eager)")
+                        help="instead: all-layer LoRA, model.precision fp32 vs bf16 (SDPA and eager attention)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     os.chdir(ROOT)  # the recipe's data paths are relative to the repo
@@ -164,7 +164,8 @@ def main() -> None:
         "exactness": exactness,
         "results": results,
     }
-    name = "all_layer_head_speed" if args.all_layer_head else "precision_speed" if args.precision else "prefix_cache_speed"
+    name = "precision_speed" if args.precision else "prefix_cache_speed"
+    name = "all_layer_head_speed" if args.all_layer_head else name
     write_json_atomic(HERE / f"{name}.json", out)
     for name, r in results.items():
         print(f"{name:>10}: {r['episode_s_median']:6.1f} s/episode  x{r['speedup_vs_all_layers']:.2f}")  # noqa: T201
