@@ -165,10 +165,12 @@ def split_classes(corpus: LabelledCorpus, cfg: TaskConfig) -> ClassSplits:
     """Split the corpus's classes into disjoint meta-train / meta-val / meta-test sets.
 
     ``split_by: group`` takes the classes of the named groups (meta-train defaults to every group not held out);
-    ``split_by: seed`` shuffles the sorted class names with ``task.seed`` and cuts by the fractions.
+    ``split_by: seed`` shuffles the sorted class names with ``task.seed`` and cuts by the fractions. With
+    ``task.mixture`` the meta-train split may be empty (``test_fraction: 1``): the dataset is then held out whole and
+    meta-training uses only the mixture (leave-one-dataset-out, ``bench/cross_dataset``).
 
     Raises:
-        ValueError: a named group does not exist, or a split ends up empty.
+        ValueError: a named group does not exist, or a split ends up empty (meta-train: without ``task.mixture``).
     """
     if cfg.split_by == "group":
         test = corpus.classes_of_groups(cfg.meta_test_groups)
@@ -186,7 +188,7 @@ def split_classes(corpus: LabelledCorpus, cfg: TaskConfig) -> ClassSplits:
         test, val, train = shuffled[:n_test], shuffled[n_test : n_test + n_val], shuffled[n_test + n_val :]
     splits = ClassSplits(sorted(train), sorted(val), sorted(test))
     for name in ("train", "test"):
-        if not getattr(splits, name):
+        if not getattr(splits, name) and not (name == "train" and cfg.mixture):
             raise ValueError(f"{corpus.source}: the meta-{name} split has no classes (check task.split_by and groups)")
     return splits
 
@@ -223,7 +225,8 @@ class EpisodeSampler:
         classes: the classes of this split (meta-train, meta-val or meta-test).
         n_way: classes per episode; 0 = all-way (every class of ``classes``).
         k_shot: support examples per class.
-        q_query: query examples per class; with ``query_pool`` it is a cap (``0`` = all of the class).
+        q_query: query examples per class; ``0`` = all of the class (without ``query_pool``: all but its support);
+            with ``query_pool`` it is a cap.
         seed: run seed; episodes are drawn from ``numpy.random.default_rng([seed, rank, step])``.
         query_pool: optional separate texts per class for the query set (e.g. CLINC150's test split).
 
@@ -253,11 +256,11 @@ class EpisodeSampler:
         self.classes = sorted(classes)
         self.n_way = n_way or len(self.classes)
         self.k_shot, self.q_query, self.seed = k_shot, q_query, seed
-        need = k_shot if query_pool is not None else k_shot + q_query
+        need = k_shot if query_pool is not None else k_shot + max(q_query, 1)
         for c in self.classes:
             have = len(pool.get(c, []))
             if have < need:
-                what = "K" if query_pool is not None else f"K + Q = {k_shot} + {q_query}"
+                what = "K" if query_pool is not None else f"K + Q = {k_shot} + {max(q_query, 1)}"
                 raise ValueError(f"{source}: class {c!r} has {have} examples, fewer than {what} = {need}")
             if query_pool is not None and not query_pool.get(c):
                 raise ValueError(f"{source}: class {c!r} has no query examples")
@@ -279,7 +282,7 @@ class EpisodeSampler:
             s_txt += [texts[i] for i in order[: self.k_shot]]
             s_lab += [idx] * self.k_shot
             if self.query_pool is None:
-                q = [texts[i] for i in order[self.k_shot : self.k_shot + self.q_query]]
+                q = [texts[i] for i in order[self.k_shot : self.k_shot + self.q_query if self.q_query else None]]
             else:
                 qs = self.query_pool[c]
                 q = [qs[i] for i in rng.permutation(len(qs))[: self.q_query or len(qs)]]

@@ -100,3 +100,21 @@ def test_clinc150_loader(clinc_dir: Path) -> None:
     assert len(set(c.labels)) == 150 and len(set(c.groups)) == 10
     assert {"train", "val", "test"} == set(c.splits)
     assert len(c.by_class("test")["balance"]) == 30
+
+
+def test_q_query_zero_queries_every_example_but_the_support() -> None:
+    pool = _pool(4, 8)
+    ep = EpisodeSampler(pool, sorted(pool), n_way=4, k_shot=3, q_query=0, seed=0).sample(0)
+    assert len(ep.support_texts) == 12 and len(ep.query_texts) == 4 * 5
+    assert not set(ep.support_texts) & set(ep.query_texts)
+    with pytest.raises(ValueError, match=r"fewer than K \+ Q = 8 \+ 1 = 9"):
+        EpisodeSampler(pool, sorted(pool), n_way=4, k_shot=8, q_query=0)
+
+
+def test_a_dataset_held_out_whole_needs_a_mixture() -> None:
+    texts = [f"text {i}" for i in range(40)]
+    corpus = LabelledCorpus(texts, [f"c{i % 5}" for i in range(40)], source="toy.jsonl")
+    held_out = split_classes(corpus, TaskConfig(test_fraction=1.0, val_fraction=0.0, mixture=["other.jsonl"]))
+    assert held_out.train == [] and held_out.test == [f"c{i}" for i in range(5)]
+    with pytest.raises(ValueError, match="toy.jsonl: the meta-train split has no classes"):
+        split_classes(corpus, TaskConfig(test_fraction=1.0, val_fraction=0.0))

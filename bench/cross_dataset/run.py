@@ -1,0 +1,132 @@
+"""Leave-one-dataset-out benchmark: meta-train on every other dataset (+ SMLMT cloze tasks), adapt all-way to the
+held-out one at K = 5 and 10, and score every method on all of its remaining examples.
+
+For each held-out dataset D, ``recipes/text_classification/cross_dataset_meta_train.yaml`` runs with D as
+``task.dataset`` held out whole (``task.test_fraction: 1``: no class of D is meta-trained on), the other datasets as
+``task.mixture`` (square-root sampling, N in [10, 30], 5-shot 5-query episodes), SMLMT cloze tasks over the other
+datasets' texts (half the episodes) and the multi-task baseline over the same mixture at equal compute. Then, on
+``--episodes`` sampled support sets of D per K (all-way; CLINC150: supports from its train split, queries its
+whole test split; the others: every example not in the support set), the methods of the adaptation issue: (a)
+frozen centroid, (e) logistic regression on frozen embeddings, (b) LoRA fine-tune from the pretrained backbone, (d)
+multi-task transfer, (c) the meta-learned init, all adapted with the recipe's budget. Results are written after each
+dataset to ``bench/cross_dataset/results.json`` (a dataset already there is skipped, so a killed run continues;
+meta-training checkpoints every 10 outer steps and resumes too) with a markdown table.
+
+Run: ``python bench/cross_dataset/run.py [--held-out brown_genres wordnet_supersenses icd10_blocks clinc150]
+[--episodes 3] [--set meta.outer_steps=60 ...]`` (~15-30 minutes per dataset on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RECIPE = ROOT / "recipes" / "text_classification" / "cross_dataset_meta_train.yaml"
+#: every labelled dataset: name -> path (relative to the repo root)
+DATASETS = {
+    "brown_genres": "data/brown_genres/brown_genres.jsonl",
+    "wordnet_supersenses": "data/wordnet_supersenses/wordnet_supersenses.jsonl",
+    "icd10_blocks": "data/icd10_blocks/icd10_blocks.jsonl",
+    "clinc150": "../shared/data/clinc150",
+    "chatterbot_topics": "data/chatterbot_topics/chatterbot_topics.jsonl",
+}
+METHODS = [("centroid", "(a) centroid"), ("logreg", "(e) logreg"), ("finetune", "(b) fine-tune"),
+           ("multitask", "(d) multi-task"), ("meta", "(c) meta-learned")]  # fmt: skip
+
+
+def overrides_for(held_out: str, episodes: int) -> list[str]:
+    """Recipe overrides that hold ``held_out`` out whole and meta-train on the other datasets found on disk."""
+    others = [p for n, p in DATASETS.items() if n != held_out and (ROOT / p).exists()]
+    cloze = [p for p in others if p.endswith(".jsonl")]
+    return [f"task.dataset={DATASETS[held_out]}", "task.split_by=seed", "task.test_fraction=1.0",
+            "task.val_fraction=0", "task.meta_val_groups=[]", "task.meta_test_groups=[]",
+            f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "meta.eval_every=0",
+            f"eval.episodes={episodes}", "eval.n_way=0", "eval.k_shots=[5,10]", "eval.q_query=0",
+            "eval.methods=[centroid,logreg,finetune,meta]", f"run.output_dir=runs/cross_dataset/{held_out}",
+            "run.progress=false"]  # fmt: skip
+
+
+def markdown(results: dict) -> str:
+    """One row per (held-out dataset, K): mean ± CI95 accuracy of each method, and (c) minus the best other."""
+    head = "| held-out dataset | N | K | " + " | ".join(label for _, label in METHODS) + " | (c) − best other |"
+    rows = [head, "|" + "---|" * (len(METHODS) + 4)]
+    for name, r in results.items():
+        for k in (5, 10):
+            cell = {x["method"]: x for x in r["records"] if x["k_shot"] == k and x["metric"] == "accuracy"}
+            if not cell:
+                continue
+            n_way = next(iter(cell.values()))["n_way"]
+            best = max((v["mean"] for m, v in cell.items() if m != "meta"), default=float("nan"))
+            gap = 100 * (cell["meta"]["mean"] - best) if "meta" in cell else float("nan")
+            vals = [f"{100 * cell[m]['mean']:.2f} ± {100 * cell[m]['ci95']:.2f}" if m in cell else ""
+                    for m, _ in METHODS]  # fmt: skip
+            rows.append(f"| {name} | {n_way} | {k} | " + " | ".join(vals) + f" | {gap:+.2f} |")
+    return "\n".join(rows)
+
+
+def worst_splits(results: dict) -> dict[str, dict[str, float]]:
+    """Per K and method: the mean over held-out datasets and the worst one (accuracy, %)."""
+    out: dict[str, dict[str, float]] = {}
+    for k in (5, 10):
+        for m, _ in METHODS:
+            accs = {n: x["mean"] for n, r in results.items() for x in r["records"]
+                    if x["k_shot"] == k and x["metric"] == "accuracy" and x["method"] == m}  # fmt: skip
+            if accs:
+                worst = min(accs, key=accs.get)
+                out[f"K={k} {m}"] = {"mean": 100 * statistics.mean(accs.values()), "worst": 100 * accs[worst],
+                                     "worst_dataset": worst}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--held-out", nargs="+", default=["brown_genres", "wordnet_supersenses", "icd10_blocks",
+                                                          "clinc150"], choices=sorted(DATASETS))  # fmt: skip
+    parser.add_argument("--episodes", type=int, default=3, help="sampled support sets per K (default 3)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
+    parser.add_argument("--results", default=str(HERE / "results.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    sys.path.insert(0, str(ROOT))
+    import os
+
+    os.chdir(ROOT)
+    from metanlp.core.recipe_loading import load_recipe
+    from metanlp.core.run_dir import git_commit
+    from metanlp.core.saving import write_json_atomic
+    from metanlp.families.text_classification.recipes import meta_train
+
+    out = Path(args.results)
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    results = saved.get("results", {})
+    for name in args.held_out:
+        if name in results:
+            print(f"{name}: already in {out}, skipped", flush=True)  # noqa: T201
+            continue
+        if not (ROOT / DATASETS[name]).exists():
+            print(f"{name}: {DATASETS[name]} not found, skipped", flush=True)  # noqa: T201
+            continue
+        sets = [*overrides_for(name, args.episodes), *args.overrides]
+        cfg = load_recipe(RECIPE, sets)
+        t0 = time.perf_counter()
+        summary = meta_train.run(cfg)
+        results[name] = {"seconds": round(time.perf_counter() - t0, 1), "overrides": sets,
+                         "meta_train": summary["meta_train"], "multitask": summary.get("multitask"),
+                         "records": summary["records"]}  # fmt: skip
+        payload = {"benchmark": "leave-one-dataset-out", "recipe": str(RECIPE.relative_to(ROOT)),
+                   "git_commit": git_commit(), "precision": cfg.model.precision, "results": results,
+                   "summary": worst_splits(results), "table": markdown(results)}  # fmt: skip
+        write_json_atomic(out, payload)
+        print(markdown(results), flush=True)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
