@@ -11,8 +11,9 @@ Proto-MAML head term, Triantafillou et al. 2020 sec. 3.2, for every method):
   with metanlp's default ``adapter.layers: [-2, -1]``: layers 0-3 run once per text (cached), every pass runs 4-5;
 - ``metanlp_all_layers``: the same with ``adapter.layers: []`` (LoRA on all 6 layers: nothing to cache);
 - ``metanlp_top1``: the same with ``adapter.layers: [-1]`` (LoRA on layer 5 only, layers 0-4 cached);
-- ``metanlp_bf16``: ``metanlp`` with ``model.precision: bf16`` (backbone passes under bfloat16 autocast; its gradient
-  difference is against float32 ``metanlp``, so it shows what bfloat16 changes);
+- ``metanlp_fp32``, ``metanlp_all_layers_fp32``: the same with ``model.precision: fp32`` (metanlp's default, ``auto``,
+  is bfloat16 autocast with eager attention on a CPU with native bfloat16; the default rows' max|Δgrad| is against
+  these, i.e. what bfloat16 changes);
 - ``higher``: ``higher.innerloop_ctx(peft_model, SGD, track_higher_grads=False)`` (higher 0.2.1), LoRA on all layers;
 - ``higher_top2``: ``higher`` with LoRA on the top 2 layers (backward stops at layer 4; no cache: every pass runs 0-5);
 - ``deepcopy``: ``copy.deepcopy(peft_model)`` per task + ``torch.optim.SGD`` + ``.backward()``, LoRA on all layers.
@@ -63,17 +64,25 @@ RECIPE = ROOT / "recipes" / "text_classification" / "text_meta_train.yaml"
 #: method -> (implementation, adapter setting); a setting is the recipe override of ``adapter.layers``
 METHODS = {
     "metanlp": ("metanlp", "top2"),
+    "metanlp_fp32": ("metanlp", "top2_fp32"),
     "metanlp_all_layers": ("metanlp", "all"),
+    "metanlp_all_layers_fp32": ("metanlp", "all_fp32"),
     "metanlp_top1": ("metanlp", "top1"),
-    "metanlp_bf16": ("metanlp", "top2_bf16"),
-    "higher": ("higher", "all"),
-    "higher_top2": ("higher", "top2"),
-    "deepcopy": ("deepcopy", "all"),
+    "higher": ("higher", "all_fp32"),
+    "higher_top2": ("higher", "top2_fp32"),
+    "deepcopy": ("deepcopy", "all_fp32"),
 }
+#: setting -> recipe overrides: LoRA layers, and for the ``_fp32`` ones float32 with transformers' default attention
+#: (the peers run the model directly, outside metanlp's autocast: they are float32 whatever the recipe says)
+FP32 = ["model.precision=fp32"]
 LAYERS = {"top2": ["adapter.layers=[-2,-1]"], "all": ["adapter.layers=[]"], "top1": ["adapter.layers=[-1]"],
-          "top2_bf16": ["adapter.layers=[-2,-1]", "model.precision=bf16"]}  # fmt: skip
-#: the metanlp method each peer's meta-gradient is compared with (same LoRA layers)
-REFERENCE = {"top2": "metanlp", "all": "metanlp_all_layers", "top1": "metanlp_top1", "top2_bf16": "metanlp"}
+          "top2_fp32": ["adapter.layers=[-2,-1]", *FP32], "all_fp32": ["adapter.layers=[]", *FP32]}  # fmt: skip
+#: method -> the metanlp method its meta-gradient is compared with (same LoRA layers; metanlp's default precision
+#: against float32, so its max|Δgrad| is what bfloat16 changes)
+REFERENCE = {"metanlp": "metanlp_fp32", "metanlp_fp32": "metanlp_fp32",
+             "metanlp_all_layers": "metanlp_all_layers_fp32", "metanlp_all_layers_fp32": "metanlp_all_layers_fp32", "metanlp_top1": "metanlp_top1",
+             "higher": "metanlp_all_layers_fp32", "higher_top2": "metanlp_fp32",
+             "deepcopy": "metanlp_all_layers_fp32"}  # fmt: skip
 
 
 def build(args: argparse.Namespace, layers: str) -> tuple[ClassificationSetup, EpisodeSampler]:
@@ -197,7 +206,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 grads[m] = _run(m, setups, ep, args.inner_steps, args.inner_lr)
                 (cold if r == 0 else warm)[m].append(time.perf_counter() - start)
             for m in names:
-                ref = grads[REFERENCE[METHODS[m][1]]]
+                ref = grads[REFERENCE[m]]
                 diffs[m] = max(diffs[m], max(float((grads[m][k] - ref[k]).abs().max()) for k in ref))
     scale = max(float(g.abs().max()) for g in grads["metanlp"].values())
     out = {}
@@ -270,8 +279,8 @@ def main() -> None:
         "episodes_per_s_metanlp_over_higher": eps["metanlp"] / eps["higher"],
         "episodes_per_s_metanlp_over_higher_top2": eps["metanlp"] / eps["higher_top2"],
         "episodes_per_s_metanlp_over_deepcopy": eps["metanlp"] / eps["deepcopy"],
-        "episodes_per_s_metanlp_bf16_over_higher": eps["metanlp_bf16"] / eps["higher"],
-        "episodes_per_s_metanlp_bf16_over_metanlp": eps["metanlp_bf16"] / eps["metanlp"],
+        "episodes_per_s_metanlp_over_metanlp_fp32": eps["metanlp"] / eps["metanlp_fp32"],
+        "episodes_per_s_metanlp_fp32_over_higher": eps["metanlp_fp32"] / eps["higher"],
         "episodes_per_s_metanlp_over_metanlp_all_layers": eps["metanlp"] / eps["metanlp_all_layers"],
         "episodes_per_s_metanlp_all_layers_over_higher": eps["metanlp_all_layers"] / eps["higher"],
         "cold_episodes_per_s_metanlp_over_higher": results["metanlp"]["episodes_per_s_cold"]
@@ -280,12 +289,12 @@ def main() -> None:
         "peak_rss_growth_higher_minus_metanlp_mib": mem["higher"] - mem["metanlp"],
         "peak_rss_growth_deepcopy_minus_metanlp_mib": mem["deepcopy"] - mem["metanlp"],
     }
-    lines = [f"{'method':<18} {'episodes/s':>10} {'cold':>6} {'warm':>6} {'s/episode':>9} {'max|Δgrad|':>11}  "
+    lines = [f"{'method':<23} {'episodes/s':>10} {'cold':>6} {'warm':>6} {'s/episode':>9} {'max|Δgrad|':>11}  "
              "peak RSS growth MiB by inner steps"]  # fmt: skip
     for m in METHODS:
         r = results[m]
         mem_s = ", ".join(f"{k}: {v:.0f}" for k, v in r["peak_rss_growth_mib"].items())
-        lines.append(f"{m:<18} {r['episodes_per_s']:10.2f} {r['episodes_per_s_cold']:6.2f} "
+        lines.append(f"{m:<23} {r['episodes_per_s']:10.2f} {r['episodes_per_s_cold']:6.2f} "
                      f"{r['episodes_per_s_warm'] or 0:6.2f} {r['median_s_per_episode']:9.2f} "
                      f"{r['max_abs_grad_diff_vs_metanlp_same_layers']:11.2e}  {mem_s}")  # fmt: skip
     lines += [f"{k}: {v:.2f}" for k, v in ratios.items()]
