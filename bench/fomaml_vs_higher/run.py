@@ -80,7 +80,8 @@ LAYERS = {"top2": ["adapter.layers=[-2,-1]"], "all": ["adapter.layers=[]"], "top
 #: method -> the metanlp method its meta-gradient is compared with (same LoRA layers; metanlp's default precision
 #: against float32, so its max|Δgrad| is what bfloat16 changes)
 REFERENCE = {"metanlp": "metanlp_fp32", "metanlp_fp32": "metanlp_fp32",
-             "metanlp_all_layers": "metanlp_all_layers_fp32", "metanlp_all_layers_fp32": "metanlp_all_layers_fp32", "metanlp_top1": "metanlp_top1",
+             "metanlp_all_layers": "metanlp_all_layers_fp32", "metanlp_all_layers_fp32": "metanlp_all_layers_fp32",
+             "metanlp_top1": "metanlp_top1",
              "higher": "metanlp_all_layers_fp32", "higher_top2": "metanlp_fp32",
              "deepcopy": "metanlp_all_layers_fp32"}  # fmt: skip
 
