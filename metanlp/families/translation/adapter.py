@@ -22,6 +22,7 @@ from peft import PeftModel
 from metanlp.core.config import RecipeConfig
 from metanlp.core.files import METADATA_FILE, read_metadata
 from metanlp.core.lora_layers import check_lora_layers
+from metanlp.core.precision import attention_kernel
 from metanlp.core.saving import load_adapter_weights, save_adapter
 from metanlp.families.translation.backbone import (
     TINY_TRANSLATOR,
@@ -102,7 +103,8 @@ def build_translation(
         tokenizer_texts = vocab_texts + [f"{n}:" for n in names]
         model, tokenizer = tiny_causal_lm(tokenizer_texts, seed=cfg.run.seed)
     else:
-        model, tokenizer = load_translator(cfg.model.name, cfg.model.trust_remote_code, cfg.model.attn_implementation)
+        attention = attention_kernel(cfg.model.precision, cfg.model.attn_implementation)  # eager under bf16 on CPU
+        model, tokenizer = load_translator(cfg.model.name, cfg.model.trust_remote_code, attention)
     init_meta = read_metadata(cfg.adapter.init) if load_init and cfg.adapter.init else None
     if init_meta is not None and init_meta.get("family") != "translation":
         raise ValueError(f"adapter.init={cfg.adapter.init}: family {init_meta.get('family')!r} is not translation")
