@@ -51,7 +51,7 @@ def recipe_pairs() -> tuple[list[str], Any, Any, Any]:
     ddtp = Path("data/ddtp/ddtp_pairs.jsonl")
     overrides = [] if ddtp.is_file() else ["translation.pairs=[data/translation/django_pairs.jsonl,"
                                            "data/translation/udhr_pairs.jsonl]",
-                                           "translation.test_languages=[zu,so,mt,xh]"]  # fmt: skip
+                                           "translation.test_languages=[zu,so,mt,xh,it]"]  # fmt: skip
     cfg = load_recipe(RECIPE, overrides)
     t = cfg.translation
     corpus = load_pairs(t.pairs, t.max_chars)

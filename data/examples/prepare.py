@@ -12,7 +12,10 @@ meta-training in both directions; paragraphs of <= 200 characters, as the transl
 
 - new_language_pair/support.en-zu.tsv: K=16 sentence pairs (source<TAB>target);
 - new_language_pair/eval.en-zu.tsv: 12 further pairs (to compare methods);
-- new_language_pair/sentences.en.txt: 4 further English paragraphs (to show translations).
+- new_language_pair/sentences.en.txt: 4 further English paragraphs (to show translations);
+
+and the same for English->Italian from the Django catalogs (support.en-it.tsv, eval.en-it.tsv with 24 pairs,
+sentences.en-it.txt): the recipe's default demo, a language the backbone knows, held out of translation meta-training.
 
 Run: python data/examples/prepare.py
 """
@@ -35,22 +38,25 @@ HELD_OUT = (
 )
 
 
-def new_language_pair(source: Path, out: Path, k: int = 16, n_eval: int = 12, n_predict: int = 4) -> None:
-    """The en->zu files of recipes/translation/new_language_pair.yaml (seeded shuffle of the UDHR pairs)."""
+def new_language_pair(source: Path, out: Path, pair: tuple[str, str] = ("en", "zu"), k: int = 16, n_eval: int = 12,
+                      n_predict: int = 4) -> None:  # fmt: skip
+    """The ``pair`` files of recipes/translation/new_language_pair.yaml: a seeded shuffle of that pair's rows of
+    ``source`` (pairs of <= 200 characters), cut into K support pairs, ``n_eval`` eval pairs and ``n_predict``
+    sentences; the sentences file is named by the pair (``sentences.en-it.txt``)."""
+    src, tgt = pair
     pairs = []
     for line in source.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        if (row["source_lang"], row["target_lang"]) == ("en", "zu") and max(
-            len(row["source"]), len(row["target"])
-        ) <= 200:
+        if (row["source_lang"], row["target_lang"]) == pair and max(len(row["source"]), len(row["target"])) <= 200:
             pairs.append((row["source"], row["target"]))
     random.Random(0).shuffle(pairs)
     out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("support.en-zu.tsv", pairs[:k]), ("eval.en-zu.tsv", pairs[k : k + n_eval])):
+    for name, rows in ((f"support.{src}-{tgt}.tsv", pairs[:k]), (f"eval.{src}-{tgt}.tsv", pairs[k : k + n_eval])):
         (out / name).write_text("".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
     predict = [a for a, _ in pairs[k + n_eval : k + n_eval + n_predict]]
-    (out / "sentences.en.txt").write_text("\n".join(predict) + "\n", encoding="utf-8")
-    print(f"en->zu: {k} support, {n_eval} eval, {len(predict)} sentences of {len(pairs)} pairs")  # noqa: T201
+    name = "sentences.en.txt" if pair == ("en", "zu") else f"sentences.{src}-{tgt}.txt"  # en-zu: its original name
+    (out / name).write_text("\n".join(predict) + "\n", encoding="utf-8")
+    print(f"{src}->{tgt}: {k} support, {n_eval} eval, {len(predict)} sentences of {len(pairs)} pairs")  # noqa: T201
 
 
 def main() -> None:
@@ -59,9 +65,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "new_categories"))
     parser.add_argument("--k-shot", type=int, default=5)
     parser.add_argument("--udhr", default=str(HERE.parent / "translation" / "udhr_pairs.jsonl"))
+    parser.add_argument("--django", default=str(HERE.parent / "translation" / "django_pairs.jsonl"))
     parser.add_argument("--pair-out", default=str(HERE / "new_language_pair"))
     args = parser.parse_args()
-    new_language_pair(Path(args.udhr), Path(args.pair_out))
+    new_language_pair(Path(args.udhr), Path(args.pair_out))  # the hard case: a language the backbone barely knows
+    new_language_pair(Path(args.django), Path(args.pair_out), ("en", "it"), n_eval=24)  # the demo: one it knows
     by_label: dict[str, list[str]] = defaultdict(list)
     with open(args.source, encoding="utf-8") as f:
         for line in f:
