@@ -15,7 +15,7 @@ meta-training in both directions; paragraphs of <= 200 characters, as the transl
 - new_language_pair/sentences.en.txt: 4 further English paragraphs (to show translations);
 
 and the same for English->Italian from the Django catalogs (support.en-it.tsv, eval.en-it.tsv with 24 pairs,
-sentences.en-it.txt): the recipe's default demo, a language the backbone knows, held out of translation meta-training.
+sentences-it.en.txt): the recipe's default demo, a language the backbone knows, held out of translation meta-training.
 
 Run: python data/examples/prepare.py
 """
@@ -42,7 +42,7 @@ def new_language_pair(source: Path, out: Path, pair: tuple[str, str] = ("en", "z
                       n_predict: int = 4) -> None:  # fmt: skip
     """The ``pair`` files of recipes/translation/new_language_pair.yaml: a seeded shuffle of that pair's rows of
     ``source`` (pairs of <= 200 characters), cut into K support pairs, ``n_eval`` eval pairs and ``n_predict``
-    sentences; the sentences file is named by the pair (``sentences.en-it.txt``)."""
+    sentences; the sentences file is named by the pair (``sentences-it.en.txt``: tagged with the source language, as the recipe checks)."""
     src, tgt = pair
     pairs = []
     for line in source.read_text(encoding="utf-8").splitlines():
@@ -54,7 +54,7 @@ def new_language_pair(source: Path, out: Path, pair: tuple[str, str] = ("en", "z
     for name, rows in ((f"support.{src}-{tgt}.tsv", pairs[:k]), (f"eval.{src}-{tgt}.tsv", pairs[k : k + n_eval])):
         (out / name).write_text("".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
     predict = [a for a, _ in pairs[k + n_eval : k + n_eval + n_predict]]
-    name = "sentences.en.txt" if pair == ("en", "zu") else f"sentences.{src}-{tgt}.txt"  # en-zu: its original name
+    name = "sentences.en.txt" if pair == ("en", "zu") else f"sentences-{tgt}.{src}.txt"  # en-zu: its original name
     (out / name).write_text("\n".join(predict) + "\n", encoding="utf-8")
     print(f"{src}->{tgt}: {k} support, {n_eval} eval, {len(predict)} sentences of {len(pairs)} pairs")  # noqa: T201
 
