@@ -24,6 +24,21 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture
+def quick_meta_train(root: Path, tmp_path: Path):
+    """``make(*overrides)``: the ICD-10 meta-train recipe on the tiny backbone, 2 outer steps, no meta-val, no
+    checkpoints, no meta-test episodes, writing to ``tmp_path / "run"`` (the quick meta-train of several tests)."""
+    from metanlp.core.recipe_loading import load_recipe
+
+    def make(*overrides: str):  # noqa: ANN202
+        return load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
+            "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
+            "meta.outer_steps=2", "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0",
+            *overrides])  # fmt: skip
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def clinc_dir() -> Path:
     """CLINC150 folder (../shared/data/clinc150), or skip."""

@@ -76,23 +76,22 @@ def _member(mix: MixtureSampler, ep) -> str:  # noqa: ANN001
     return next(k for k, s in mix.samplers.items() if set(ep.label_names) <= set(s.classes))
 
 
-def test_meta_train_with_a_mixture_records_it(root: Path, tmp_path: Path) -> None:
+def test_meta_train_with_a_mixture_records_it(root: Path, tmp_path: Path, quick_meta_train) -> None:  # noqa: ANN001
     from metanlp.families.text_classification.recipes import meta_train
 
     data = root / "data"
     mixture = [str(data / "brown_genres" / "brown_genres.jsonl"),
                str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")]
-    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
-        "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
-        f"task.mixture=[{','.join(mixture)}]", "task.n_way=3", "task.n_way_max=5", "meta.outer_steps=2",
-        "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0"])  # fmt: skip
+    cfg = quick_meta_train(f"task.mixture=[{','.join(mixture)}]", "task.n_way=3", "task.n_way_max=5")
     summary = meta_train.run(cfg)
     assert summary["meta_train"]["steps"] == 2
     meta = json.loads((tmp_path / "run" / "adapter" / "metanlp.json").read_text())
     assert meta["mixture"] == mixture
 
 
-def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_word(root: Path, tmp_path: Path) -> None:
+def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_word(
+    root: Path, tmp_path: Path, quick_meta_train  # noqa: ANN001
+) -> None:
     from metanlp.families.text_classification.data import split_classes
     from metanlp.families.text_classification.mixture import mixture_pool
     from metanlp.families.text_classification.recipes import meta_train
@@ -100,11 +99,8 @@ def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_
     data = root / "data"
     mixture = [str(data / "brown_genres" / "brown_genres.jsonl")]
     smlmt = str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")
-    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
-        "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
-        f"task.mixture=[{','.join(mixture)}]", f"task.smlmt=[{smlmt}]", "task.n_way=3", "task.n_way_max=5",
-        "meta.outer_steps=2", "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0",
-        "text_classification.multitask_baseline=true"])  # fmt: skip
+    cfg = quick_meta_train(f"task.mixture=[{','.join(mixture)}]", f"task.smlmt=[{smlmt}]", "task.n_way=3",
+                           "task.n_way_max=5", "text_classification.multitask_baseline=true")  # fmt: skip
     corpus = load_corpus(cfg.task.dataset)
     pool = mixture_pool(cfg, corpus, split_classes(corpus, cfg.task).train, "[MASK]")
     names = {c.split("/")[0] for c in pool}

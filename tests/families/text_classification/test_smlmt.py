@@ -171,13 +171,10 @@ def test_bad_values_raise_errors_naming_the_key(root: Path, tmp_path: Path) -> N
         smlmt_sampler(load_recipe(None, [f"task.smlmt=[{few}]"]).task)
 
 
-def test_meta_train_with_smlmt_runs_and_records_it(root: Path, tmp_path: Path) -> None:
+def test_meta_train_with_smlmt_runs_and_records_it(quick_meta_train, tmp_path: Path) -> None:  # noqa: ANN001
     from metanlp.families.text_classification.recipes import meta_train
 
-    cfg = load_recipe(root / "recipes" / "text_classification" / "text_meta_train.yaml", [
-        "model.name=tiny-random-bert", "run.progress=false", f"run.output_dir={tmp_path / 'run'}",
-        f"task.smlmt=[{ICD10_TEXT}]", "task.smlmt_fraction=1.0", "task.n_way=4", "meta.outer_steps=2",
-        "meta.eval_every=0", "meta.save_every=0", "eval.episodes=0"])  # fmt: skip
+    cfg = quick_meta_train(f"task.smlmt=[{ICD10_TEXT}]", "task.smlmt_fraction=1.0", "task.n_way=4")
     summary = meta_train.run(cfg)
     assert summary["meta_train"]["steps"] == 2
     meta = json.loads((tmp_path / "run" / "adapter" / "metanlp.json").read_text())
