@@ -91,6 +91,10 @@ def main() -> None:
     )
     parser.add_argument("--precision", action="store_true",
                         help="instead: all-layer LoRA, model.precision fp32 vs bf16 (SDPA and eager attention)")
+    parser.add_argument("--vs-today", action="store_true",
+                        help="instead: the path of the speed issue's day (fp32, SDPA, LM head at every position, the "
+                        "whole support in one padded batch) vs the recipe's default and meta.micro_batch 4 / 8 "
+                        "(length-sorted micro-batches, each padded to its own longest pair)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     os.chdir(ROOT)  # the recipe's data paths are relative to the repo
@@ -110,6 +114,12 @@ def main() -> None:
         variants = {"all_layers": [], "all_layers_bf16": [], "all_layers_bf16_eager": []}
         extra = {"all_layers": ["model.precision=fp32"], "all_layers_bf16": ["model.precision=bf16"],
                  "all_layers_bf16_eager": ["model.precision=bf16", "model.attn_implementation=eager"]}
+    if args.vs_today:
+        today = ["model.precision=fp32", "model.attn_implementation=sdpa", "adapter.prefix_cache_mb=0",
+                 "meta.micro_batch=0"]  # fmt: skip
+        variants = {"all_layers": [], "default": [], "micro_batch_4": [], "micro_batch_8": []}
+        extra = {"all_layers": today, "default": [], "micro_batch_4": ["meta.micro_batch=4"],
+                 "micro_batch_8": ["meta.micro_batch=8"]}  # fmt: skip
     setups, learners = {}, {}
     for name, layers in variants.items():
         cfg = load_recipe(RECIPE, [*overrides, f"adapter.layers={layers}", *extra[name]])
@@ -136,6 +146,9 @@ def main() -> None:
     results = {
         name: {
             "adapter_layers": variants[name],
+            "overrides": extra[name],
+            "precision": setups[name].task.precision,
+            "micro_batch": learners[name].micro_batch,
             "prefix_start_layer": setups[name].task.prefix.start_layer if setups[name].task.prefix else None,
             "lora_params": sum(v.numel() for v in setups[name].meta_params.values()),
             "episode_s_median": statistics.median(ts),
@@ -166,6 +179,7 @@ def main() -> None:
     }
     name = "precision_speed" if args.precision else "prefix_cache_speed"
     name = "all_layer_head_speed" if args.all_layer_head else name
+    name = "vs_today_speed" if args.vs_today else name
     write_json_atomic(HERE / f"{name}.json", out)
     for name, r in results.items():
         print(f"{name:>10}: {r['episode_s_median']:6.1f} s/episode  x{r['speedup_vs_all_layers']:.2f}")  # noqa: T201

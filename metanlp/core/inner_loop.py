@@ -22,10 +22,11 @@ def loss_and_grads(
     """Mean loss over ``batch`` and its gradient w.r.t. ``params[k]`` for ``k`` in ``keys`` (default: all).
 
     With ``micro_batch > 0`` the batch is cut into chunks of that many examples along dim 0 and the gradients of
-    ``loss(chunk) * len(chunk) / n`` are summed: the same gradient as the full batch for per-example mean losses,
-    with activation memory bounded by the chunk instead of the whole support or query set. A family that names its
-    padded tensors in ``task.sequence_keys`` gets length-sorted chunks, each padded only to its own longest sequence
-    (:func:`metanlp.core.micro_batches.micro_batches`).
+    ``loss(chunk) * w(chunk) / w(batch)`` are summed, where ``w`` is ``task.loss_weight`` (the number of items the
+    loss is a mean over: target tokens for translation) or, without it, the number of examples: the same gradient as
+    the full batch, with activation memory bounded by the chunk instead of the whole support or query set. A family
+    that names its padded tensors in ``task.sequence_keys`` gets length-sorted chunks, each padded only to its own
+    longest sequence (:func:`metanlp.core.micro_batches.micro_batches`), so padding costs less.
 
     Args:
         task: gives ``task.loss(params, batch)``; ``params`` values must require grad.
@@ -43,9 +44,11 @@ def loss_and_grads(
     if micro_batch <= 0 or n <= micro_batch:
         loss = task.loss(params, batch)
         return loss.item(), list(torch.autograd.grad(loss, inputs))
+    weight = getattr(task, "loss_weight", None) or (lambda b: next(iter(b.values())).shape[0])
+    whole = weight(batch)
     total, grads = 0.0, None
     for _, chunk in micro_batches(batch, micro_batch, getattr(task, "sequence_keys", ())):
-        loss = task.loss(params, chunk) * (next(iter(chunk.values())).shape[0] / n)
+        loss = task.loss(params, chunk) * (weight(chunk) / whole)
         g = torch.autograd.grad(loss, inputs)
         grads = list(g) if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
         total += loss.item()

@@ -60,8 +60,10 @@ class TaskFamily(Protocol):
         """
         ...
 
-    # Optional: ``sequence_keys: tuple[str, ...]``, the batch tensors whose dim 1 is a right-padded sequence, for a
-    # per-example mean loss: micro-batches are then length-sorted and trimmed (metanlp.core.micro_batches).
+    # Optional: ``sequence_keys: tuple[str, ...]``, the batch tensors whose dim 1 is a right-padded sequence:
+    # micro-batches are then length-sorted and trimmed (metanlp.core.micro_batches). Optional: ``loss_weight(batch)
+    # -> int``, how many items ``loss`` is a mean over (default: examples; translation: target tokens), so that
+    # micro-batch losses are weighted to the full batch's (metanlp.core.inner_loop.loss_and_grads).
 
 
     def score(self, params: Params, batch: Batch) -> dict[str, float]:

@@ -92,6 +92,19 @@ class TranslationFamily:
         self.precision = precision
 
     @property
+    def sequence_keys(self) -> tuple[str, ...]:
+        """The right-padded training tensors (dim 1 = sequence): micro-batches of a support or query batch are
+        length-sorted and cut to their own longest pair (:func:`metanlp.core.micro_batches.micro_batches`); a
+        seq2seq model's ``labels`` have their own width and are left whole."""
+        return ("input_ids", "attention_mask", STATE_KEY) + (() if self.seq2seq else ("labels",))
+
+    def loss_weight(self, batch: Batch) -> int:
+        """Target tokens :meth:`loss` is a mean over in ``batch`` (a causal LM predicts token t + 1 at position t),
+        so micro-batch losses weighted by it sum to the full batch's (:func:`metanlp.core.inner_loop.loss_and_grads`)."""
+        labels = batch["labels"] if self.seq2seq else batch["labels"][:, 1:]
+        return int((labels != -100).sum())
+
+    @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
         return next(self.model.parameters()).device

@@ -207,3 +207,22 @@ def test_prefix_cache_mb_zero_turns_the_cache_off():
                              "adapter.target_modules=[q_proj,v_proj]", "adapter.layers=[-1]",
                              "adapter.prefix_cache_mb=0"])  # fmt: skip
     assert build_translation(cfg, TEXTS, ["en", "sw"]).task.prefix is None
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_length_sorted_micro_batches_give_the_full_batch_token_mean_gradient(cache):
+    """Chunks are trimmed to their own longest pair and weighted by target tokens, so the summed gradient is the
+    full batch's (a per-example weighting would differ: the pairs' targets have 6 to 16 tokens)."""
+    task = _family([], prefix_cache=cache)
+    support, _ = task.batches(PairEpisode("en", "sw", PAIRS, PAIRS[:1]))
+    widths = []
+    real_loss = task.loss
+    task.loss = lambda params, batch: (widths.append(batch["input_ids"].shape[1]), real_loss(params, batch))[1]
+    params = _params(task)
+    loss_full, g_full = loss_and_grads(task, params, support)
+    loss_mb, g_mb = loss_and_grads(task, params, support, micro_batch=2)
+    assert widths[0] == support["input_ids"].shape[1] and len(widths) == 4 and min(widths[1:]) < widths[0]
+    assert loss_mb == pytest.approx(loss_full, abs=1e-5)
+    _close(g_mb, g_full, atol=1e-5)
+    tokens = task.loss_weight(support)
+    assert tokens == int((support["labels"][:, 1:] != -100).sum()) and tokens > support["labels"].shape[0]
