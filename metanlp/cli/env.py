@@ -22,6 +22,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from metanlp.core.config import cache_dir, hub_endpoint
+    from metanlp.core.precision import bf16_is_fast, resolve_precision
 
     lines = [f"python: {platform.python_version()} ({platform.machine()})", f"cpu threads: {torch.get_num_threads()}"]
     for pkg in ("metanlp", "torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub", "evaluate"):
@@ -30,6 +31,8 @@ def main(args: argparse.Namespace) -> int:
         except md.PackageNotFoundError:
             lines.append(f"{pkg}: not installed")
     lines.append(f"cuda: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+    native = "native bfloat16" if bf16_is_fast() else "no native bfloat16: bf16 would be emulated, far slower"
+    lines.append(f"model.precision auto: {resolve_precision('auto')} ({native})")
     lines.append(f"cache (METANLP_CACHE): {cache_dir()}")
     lines.append(f"hub endpoint (HF_ENDPOINT): {hub_endpoint() or 'https://huggingface.co'}")
     from accelerate import PartialState

@@ -49,6 +49,22 @@ def _tasks(layers: list[int]) -> tuple[TextClassificationFamily, TextClassificat
             TextClassificationFamily(model, tokenizer, prefix_cache=cache, precision="bf16"))  # fmt: skip
 
 
+def test_explicit_bf16_without_native_bfloat16_warns_and_auto_falls_back(monkeypatch, caplog):
+    import metanlp.core.precision as precision
+
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda: False)
+    with caplog.at_level("WARNING", logger="metanlp.core.precision"):
+        assert precision.resolve_precision("auto") == "fp32"
+        assert not caplog.records
+        assert precision.resolve_precision("bf16") == "bf16"
+    assert "without native bfloat16" in caplog.text and "model.precision=auto or fp32" in caplog.text
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="metanlp.core.precision"):
+        assert precision.resolve_precision("bf16") == "bf16" and precision.resolve_precision("auto") == "bf16"
+    assert not caplog.records
+
+
 @pytest.mark.parametrize("layers", [[], [-1]])
 def test_bf16_text_logits_are_float32_close_to_fp32_and_cached_apart(layers):
     fp32, bf16 = _tasks(layers)
