@@ -32,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 META_TEST = ("auto_and_commute", "banking", "credit_cards")
 VAL_DOMAINS = ("kitchen_and_dining", "travel", "work")
 #: setting -> (n_way (0 = every meta-val intent), k_shot)
-SETTINGS = {"45w1s": (0, 1), "45w5s": (0, 5), "45w10s": (0, 10), "10w5s": (10, 5), "5w1s": (5, 1), "105w5s": (105, 5)}
+SETTINGS = {"45w1s": (0, 1), "45w5s": (0, 5), "45w10s": (0, 10), "10w5s": (10, 5), "5w1s": (5, 1), "105w5s": (105, 5),
+            "10w1s": (10, 1), "20w1s": (20, 1)}
 #: settings of the budget choice (``105w5s`` needs ``--val-domains`` of 7 domains: a scale check, not a choice)
 DEFAULT_SETTINGS = ["45w1s", "45w5s", "45w10s", "10w5s", "5w1s"]
 A = {"optimizer": "adamw", "batch_size": 32, "epochs": 10.0, "min_steps": 10, "max_steps": 150, "warmup": 0.1,
@@ -71,6 +72,8 @@ BUDGETS: dict[str, dict[str, Any] | None] = {
     "adamw_lr3e-3_stop_ep20_max400": {**A, "lr": 3e-3, "stop_loss": 1e-3, "epochs": 20.0, "max_steps": 400},
     "adamw_lr3e-3_stop_ep30_max600": {**A, "lr": 3e-3, "stop_loss": 1e-3, "epochs": 30.0, "max_steps": 600},
     "adamw_lr2e-3_stop_ep20_max400": {**A, "lr": 2e-3, "stop_loss": 1e-3, "epochs": 20.0, "max_steps": 400},
+    # 2026-12-06: a support set that takes no step (1-shot) gets the logistic-regression head (AdaptBudget.probe_head)
+    "adamw_lr3e-3_stop_probe": {**A, "lr": 3e-3, "stop_loss": 1e-3, "probe_head": True},
 }
 
 
@@ -114,7 +117,9 @@ def markdown(rows: list[dict[str, Any]], settings: list[str]) -> tuple[str, str]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"), help="CLINC150 folder")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"),
+                   help="CLINC150 folder (meta-val domains: --val-domains), or a .jsonl dataset that no benchmark "
+                        "uses (every class, queries drawn from the examples not in the support)")
     p.add_argument("--val-domains", nargs="+", default=list(VAL_DOMAINS), help="meta-val domains (not meta-test)")
     p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
@@ -134,7 +139,7 @@ def main() -> None:
         sys.stdout.write(f"{table}\n\nchosen: {chosen}\n")
         return
     leaked = sorted(set(args.val_domains) & set(META_TEST))
-    if leaked:
+    if leaked and not args.data.endswith(".jsonl"):
         p.error(f"--val-domains {leaked} are fold-0 meta-test domains: choose the budget on meta-val only")
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(ROOT))
@@ -160,14 +165,17 @@ def main() -> None:
     pretrained = {k: v.detach().clone() for k, v in lora_parameters(model).items()}
     task = TextClassificationFamily(model, tokenizer, args.max_length, precision=args.precision)
     corpus = load_corpus(args.data)
-    classes = corpus.classes_of_groups(args.val_domains)
-    pool, query_pool = corpus.by_class("train"), corpus.by_class("test")
+    if args.data.endswith(".jsonl"):  # a meta-val dataset no benchmark uses (FOLDOC): every class, queries the rest
+        classes, pool, query_pool = sorted(set(corpus.labels)), corpus.by_class(), None
+    else:
+        classes = corpus.classes_of_groups(args.val_domains)
+        pool, query_pool = corpus.by_class("train"), corpus.by_class("test")
 
     rows = load_rows(out)
     done = {(r["budget"], r["setting"], r["episode"], json.dumps(r["budget_fields"], sort_keys=True)) for r in rows}
     context = {"val_domains": args.val_domains, "q_query": args.q_query, "seed": args.seed,
                "max_length": args.max_length, "backbone": DEFAULT_ENCODER, "adapter": "LoRA r=8 q,k,v from B=0",
-               "data": "../shared/data/clinc150", "precision": args.precision}  # fmt: skip
+               "data": Path(args.data).name, "precision": args.precision}  # fmt: skip
     episodes = {}
     for s in args.settings:
         n_way, k_shot = SETTINGS[s]
@@ -175,8 +183,9 @@ def main() -> None:
         episodes[s] = [sampler.sample(i, rank=7_000_001) for i in range(args.episodes)]
     for b in args.budgets:
         fields = BUDGETS[b]
-        # the grid's fields predate the stop_loss field: a budget without it does not stop (as when it ran)
-        budget = AdaptBudget(**{"stop_loss": 0.0, **fields}) if fields is not None else None
+        # the grid's fields predate the stop_loss and probe_head fields: a budget without them does not stop and
+        # keeps the prototype head (as when it ran)
+        budget = AdaptBudget(**{"stop_loss": 0.0, "probe_head": False, **fields}) if fields is not None else None
         for s in args.settings:
             for i, ep in enumerate(episodes[s]):
                 key = (b, s, i, json.dumps(fields, sort_keys=True))

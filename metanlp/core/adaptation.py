@@ -79,7 +79,9 @@ def inner_loop(
 
     Returns:
         The adapted fast weights, detached, same keys and shapes as ``params`` (a learned temperature is folded
-        into the head).
+        into the head). When the whole schedule runs (``steps=None``), the ``stop_loss`` gate stops it before its
+        first step and ``budget.probe_head`` is set, the head is the task's linear probe instead
+        (``task.probe_head(params, support)``, if the task has one; ``stats["probe_head"] = 1``).
 
     Raises:
         ValueError: ``learn_temperature`` on a task without ``head_weight``/``head_bias``.
@@ -109,6 +111,7 @@ def inner_loop(
     seq_keys = getattr(task, "sequence_keys", ())
     if stats is not None:
         stats["steps"] = 0
+    taken = 0
     for step, idx in enumerate(_batch_indices(n, batch, run, seed)):
         lr = lr_at(budget, step, total)
         for g in opt.param_groups:
@@ -120,12 +123,18 @@ def inner_loop(
         if loss < budget.stop_loss:
             opt.zero_grad(set_to_none=True)
             break
+        taken = step + 1
         if stats is not None:
-            stats["steps"] = step + 1
+            stats["steps"] = taken
         if budget.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(tensors, budget.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    probe = getattr(task, "probe_head", None)
+    if steps is None and run > 0 and taken == 0 and budget.probe_head and callable(probe):
+        if stats is not None:
+            stats["probe_head"] = 1
+        return probe(params, support)  # nothing was fine-tuned: the linear probe is the better head (budget.py)
     with torch.no_grad():
         return {k: v.detach().clone() for k, v in _with_temperature(leaves, log_t, w_key, b_key).items()}
 

@@ -144,7 +144,52 @@ def test_stop_loss_stops_before_a_step_on_a_fitted_support() -> None:
     task, meta, _, support, _ = _tiny()
     start = task.init_fast_weights(meta, support)
     info: dict[str, float] = {}
-    same = inner_loop(task, start, support, AdaptBudget(batch_size=4, stop_loss=100.0), stats=info)
+    same = inner_loop(task, start, support, AdaptBudget(batch_size=4, stop_loss=100.0, probe_head=False), stats=info)
     assert info["steps"] == 0 and info["last_loss"] > 0 and _max_diff(same, start) == 0.0
+    assert "probe_head" not in info
     inner_loop(task, start, support, AdaptBudget(batch_size=4, epochs=4), stats=info)
     assert info["steps"] == 12
+
+
+def test_a_task_that_takes_no_step_gets_the_linear_probe_head() -> None:
+    """Stopped before the first step (``stop_loss`` gate): the head is the logistic regression on the support
+    embeddings, the LoRA weights are untouched; a partial schedule (meta-training's inner loop) and
+    ``probe_head=False`` keep the prototype head; a task without ``probe_head`` keeps its own."""
+    from metanlp.families.text_classification.baselines import logistic_regression_head
+
+    task, meta, _, support, _ = _tiny()
+    start = task.init_fast_weights(meta, support)
+    w, b = task.head_weight, task.head_bias
+    info: dict[str, float] = {}
+    probed = inner_loop(task, start, support, AdaptBudget(batch_size=4, stop_loss=100.0), stats=info)
+    assert info["steps"] == 0 and info["probe_head"] == 1
+    expected = logistic_regression_head(task, meta, support)
+    assert _max_diff(probed, expected) < 1e-6
+    assert float((probed[w] - start[w]).abs().max()) > 0.01  # not the prototype head
+    assert all(torch.equal(probed[k], start[k]) for k in start if k not in (w, b))  # LoRA untouched
+    partial = inner_loop(task, start, support, AdaptBudget(batch_size=4, stop_loss=100.0), steps=5)
+    assert _max_diff(partial, start) == 0.0
+    info = {}
+    trained = inner_loop(task, start, support, AdaptBudget(batch_size=4, epochs=2), stats=info)
+    assert info["steps"] > 0 and "probe_head" not in info and _max_diff(trained, expected) > 1e-3
+
+    class NoProbe:
+        head_weight, head_bias = w, b
+
+        def loss(self, params, batch):
+            return task.loss(params, batch)
+
+    kept = inner_loop(NoProbe(), start, support, AdaptBudget(batch_size=4, stop_loss=100.0))
+    assert _max_diff(kept, start) == 0.0
+
+
+def test_probe_head_of_two_classes_scores_both() -> None:
+    """scikit-learn returns one row for a binary problem; the probe head has one row per class, so both predict."""
+    from metanlp.families.text_classification.probe import fit_logistic_head
+
+    emb = torch.tensor([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 0.8]])
+    weight, bias = fit_logistic_head(emb, torch.tensor([0, 0, 1, 1]))
+    assert weight.shape == (2, 2) and bias.shape == (2,)
+    assert (emb @ weight.T + bias).argmax(1).tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match=r"classes \[1\] have no support example"):
+        fit_logistic_head(emb, torch.tensor([0, 0, 2, 2]))

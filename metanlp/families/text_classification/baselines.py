@@ -12,7 +12,6 @@ reached 70.7, so a table without it flatters any adapted model.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from metanlp.algorithms.base import MetaLearner
 from metanlp.core.budget import AdaptBudget
 from metanlp.core.comparison import Method, standard_methods
 from metanlp.core.protocols import Batch, EmbeddingFamily, Params
+from metanlp.families.text_classification.probe import fit_logistic_head
 
 __all__ = ["classification_methods", "frozen_embeddings", "logistic_regression_head", "logistic_regression_predict"]
 
@@ -106,21 +106,13 @@ def logistic_regression_head(
         c, max_iter, seed: scikit-learn's ``C``, L-BFGS iterations and ``random_state``.
 
     Raises:
-        ValueError: the support has fewer than two classes.
+        ValueError: the support has fewer than two classes
+            (:func:`~metanlp.families.text_classification.probe.fit_logistic_head`).
     """
-    from sklearn.linear_model import LogisticRegression
-
-    labels = support["labels"].cpu().numpy()
-    if len(np.unique(labels)) < 2:
-        raise ValueError("logistic regression needs at least two classes in the support set")
     fast = task.init_fast_weights(params, support)  # type: ignore[attr-defined]
     w_key, b_key = task.head_weight, task.head_bias  # type: ignore[attr-defined]
-    x = frozen_embeddings(task, fast, support).cpu().numpy()
-    with warnings.catch_warnings():  # 1-shot: "more unique classes than 50% of the samples" is the task, not a bug
-        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
-        clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed).fit(x, labels)
-    fast[w_key] = torch.as_tensor(clf.coef_, dtype=fast[w_key].dtype, device=fast[w_key].device)
-    fast[b_key] = torch.as_tensor(clf.intercept_, dtype=fast[b_key].dtype, device=fast[b_key].device)
+    emb = frozen_embeddings(task, fast, support)
+    fast[w_key], fast[b_key] = fit_logistic_head(emb, support["labels"], c, max_iter, seed)
     return fast
 
 

@@ -19,23 +19,28 @@ from metanlp.core.protocols import Batch, Params
 from metanlp.families.text_classification.adapter import head_names, prototype_head
 from metanlp.families.text_classification.data import Episode
 from metanlp.families.text_classification.prefix_cache import PrefixCache, frozen_prefix
+from metanlp.families.text_classification.probe import fit_logistic_head
 
 __all__ = ["TextClassificationFamily"]
 
 
 class TextClassificationFamily:
-    """:class:`~metanlp.core.protocols.TaskFamily` for N-way text classification over a peft-wrapped ``TextClassifier``.
+    """:class:`~metanlp.core.protocols.TaskFamily` for N-way text classification over a peft-wrapped
+    ``TextClassifier``.
 
     Args:
         model: ``attach_lora(...)`` output (LoRA + ``head`` in ``modules_to_save``).
         tokenizer: the backbone's tokenizer.
         max_length: tokens per text after truncation.
-        head_scale: temperature of the prototype head (see :func:`~metanlp.families.text_classification.adapter.prototype_head`).
+        head_scale: temperature of the prototype head
+            (see :func:`~metanlp.families.text_classification.adapter.prototype_head`).
         chunk_size: examples per forward pass when scoring without gradients.
         prefix_cache_mb: memory bound of the frozen-prefix cache, MiB (0 = none). When LoRA starts above layer 0,
             batches carry the cached states entering the first LoRA layer (``hidden_states``) and every pass runs the
-            LoRA layers only (:mod:`metanlp.families.text_classification.prefix_cache`); with LoRA on layer 0 nothing changes.
-        prefix_cache: a :class:`~metanlp.families.text_classification.prefix_cache.PrefixCache` to share instead of a new one.
+            LoRA layers only (:mod:`metanlp.families.text_classification.prefix_cache`); with LoRA on layer 0 nothing
+            changes.
+        prefix_cache: a :class:`~metanlp.families.text_classification.prefix_cache.PrefixCache` to share instead of
+            a new one.
         precision: ``fp32`` or ``bf16`` (backbone passes under bfloat16 autocast, outputs float32:
             :mod:`metanlp.core.precision`).
     """
@@ -117,6 +122,20 @@ class TextClassificationFamily:
             emb = self.embed(fast, support)
         n_way = int(support["labels"].max()) + 1
         fast[self.head_weight], fast[self.head_bias] = prototype_head(emb, support["labels"], n_way, self.head_scale)
+        return fast
+
+    def probe_head(self, params: Params, support: Batch) -> Params:
+        """``params`` (detached) with the head replaced by a logistic regression on the support embeddings under
+        their LoRA weights (:func:`~metanlp.families.text_classification.probe.fit_logistic_head`, ``C = 1``): the
+        head of an adaptation that takes no step (``AdaptBudget.probe_head``). Head shapes ``(N, hidden)``, ``(N,)``.
+
+        Raises:
+            ValueError: fewer than two classes in ``support``.
+        """
+        fast = {k: v.detach() for k, v in params.items()}
+        with torch.no_grad():
+            emb = self.embed(fast, support)
+        fast[self.head_weight], fast[self.head_bias] = fit_logistic_head(emb, support["labels"])
         return fast
 
     def init_vjp(self, meta_params: Params, support: Batch, head_grads: Params, micro_batch: int = 0) -> Params:
