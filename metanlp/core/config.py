@@ -224,6 +224,8 @@ class MetaConfig:
         eval_every: outer steps between meta-validation passes (0 = never).
         val_episodes: episodes per meta-validation pass.
         save_every: outer steps between checkpoints (resume from the last one); 0 = no checkpoints.
+        keep_best: with meta-val episodes, write the meta-parameters of the best meta-val pass (accuracy or chrF),
+            the start (scored before step 1) included, instead of the last: early stopping on meta-val.
         inner_lr_per: Meta-SGD's learned inner learning rates: one per adapter ``element`` (Li et al. 2017), per
             ``tensor``, or per ``layer`` (shared by a layer's LoRA tensors).
         inner_lr_outer_lr: Adam learning rate of those rates (0 = ``outer_lr``; at 1e-3 a rate of 0.5 barely moves).
@@ -240,6 +242,7 @@ class MetaConfig:
     eval_every: int = 25
     val_episodes: int = 4
     save_every: int = 25
+    keep_best: bool = False
     inner_lr_per: str = "element"
     inner_lr_outer_lr: float = 0.0
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Meta-parameters inside a checkpoint folder (safetensors, not pickle).
 PARAMS_FILE = "meta_params.safetensors"
+#: The best meta-val pass's meta-parameters (``meta.keep_best``), beside them.
+BEST_FILE = "best_params.safetensors"
 
 #: Draws the episode of a global task index (``step * meta_batch_size + i``).
 EpisodeFn = Callable[[int], Any]
@@ -56,23 +58,47 @@ class MetaState:
         step: outer steps completed.
         history: one dict per logged event: ``{"step", "query_loss"}``, plus ``"val_accuracy"`` (or ``"val_chrf"``)
             ... on meta-val steps.
+        best_step: outer step of the best meta-val pass so far (``meta.keep_best``; 0 = the start, -1 = none yet).
+        best_score: its headline meta-val metric (accuracy in [0, 1] or chrF).
+        start_score: the start's headline meta-val metric (scored before step 1), for the record.
+        best: a detached copy of the meta-parameters at ``best_step``.
     """
 
     params: dict[str, torch.nn.Parameter]
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = -1
+    best_score: float = float("-inf")
+    start_score: float = float("nan")
+    best: dict[str, torch.Tensor] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Step and history (the tensors go to ``meta_params.safetensors``, see :meth:`save_params`)."""
-        return {"step": self.step, "history": list(self.history)}
+        """Step, history and the best meta-val pass (the tensors go to ``meta_params.safetensors`` and
+        ``best_params.safetensors``, see :meth:`save_params`)."""
+        return {"step": self.step, "history": list(self.history), "best_step": self.best_step,
+                "best_score": self.best_score, "start_score": self.start_score}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore step and history."""
+        """Restore step, history and the best meta-val pass (checkpoints older than ``keep_best`` have none)."""
         self.step, self.history = int(state["step"]), list(state["history"])
+        self.best_step = int(state.get("best_step", -1))
+        self.best_score = float(state.get("best_score", float("-inf")))
+        self.start_score = float(state.get("start_score", float("nan")))
+
+    def consider(self, score: float) -> bool:
+        """Keep the current meta-parameters as the best if ``score`` beats every earlier pass (ties keep the
+        earlier, shorter-trained one); returns whether it did."""
+        if not score > self.best_score:
+            return False
+        self.best_step, self.best_score = self.step, score
+        self.best = {k: v.detach().clone() for k, v in self.params.items()}
+        return True
 
     def save_params(self, folder: Path) -> None:
-        """Write the meta-parameters to ``folder/meta_params.safetensors``."""
+        """Write the meta-parameters to ``folder/meta_params.safetensors`` (and the best ones, if kept)."""
         save_file({k: v.detach().contiguous().cpu() for k, v in self.params.items()}, str(folder / PARAMS_FILE))
+        if self.best is not None:
+            save_file({k: v.contiguous().cpu() for k, v in self.best.items()}, str(folder / BEST_FILE))
 
     def load_params(self, folder: Path) -> None:
         """Restore the meta-parameters in place (they keep their identity, so the optimiser still points at them).
@@ -95,6 +121,8 @@ class MetaState:
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(saved[k].to(p.device))
+        if (folder / BEST_FILE).is_file():
+            self.best = {k: v.to(self.params[k].device) for k, v in load_file(str(folder / BEST_FILE)).items()}
 
 
 @dataclass
@@ -107,6 +135,10 @@ class MetaTrainResult:
         seconds: wall-clock seconds of this session's outer loop.
         peak_rss_mib: peak resident memory of the main process, MiB.
         final_query_loss: mean query loss of the last 10 logged steps.
+        kept_step: the outer step whose meta-parameters were kept: ``steps``, or with ``meta.keep_best`` the best
+            meta-val pass (0 = the start: meta-training did not beat it on meta-val).
+        kept_val: the kept step's headline meta-val metric (nan without ``keep_best``).
+        start_val: the start's headline meta-val metric (nan without ``keep_best``).
     """
 
     steps: int
@@ -114,6 +146,9 @@ class MetaTrainResult:
     seconds: float
     peak_rss_mib: float
     final_query_loss: float
+    kept_step: int = -1
+    kept_val: float = float("nan")
+    start_val: float = float("nan")
 
 
 def _save_checkpoint(accelerator: Accelerator, state: MetaState, ckpt_dir: Path) -> None:
@@ -191,7 +226,10 @@ def meta_train(
         cfg: ``meta`` section (outer_lr, meta_batch_size, outer_steps, eval_every, save_every).
         out_dir: run folder; gets ``checkpoints/last`` and ``log.jsonl``.
         accelerator: an ``Accelerator``; a CPU-or-GPU default one when None.
-        val_episodes: fixed meta-val episodes scored every ``cfg.eval_every`` steps.
+        val_episodes: fixed meta-val episodes scored every ``cfg.eval_every`` steps (and, with ``cfg.keep_best``,
+            once before the first step: the meta-parameters of the best pass are copied back into ``meta_params``
+            at the end, so the start wins when meta-training never beat it; Prechelt 1998, "Early Stopping - But
+            When?").
         progress: show a progress bar (main process only).
 
     Returns:
@@ -221,6 +259,12 @@ def meta_train(
         accelerator.load_state(str(ckpt))
         log.info("resumed from %s at outer step %d", ckpt, state.step)
     rank, world = accelerator.process_index, accelerator.num_processes
+    keep = bool(cfg.keep_best and val_episodes and cfg.eval_every)
+    if keep and state.best_step < 0:  # score where this run starts (the pretrained start on a fresh run)
+        start_score = _headline(validate(task, learner, meta_params, val_episodes))
+        state.start_score = start_score if state.step == 0 else float("nan")
+        state.consider(start_score)
+        log.info("meta.keep_best: meta-val %.4f at outer step %d (the start)", start_score, state.step)
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:  # drop log lines of steps after the checkpoint (all of them on a fresh start)
         tmp = out / "log.jsonl.tmp"
@@ -261,7 +305,10 @@ def meta_train(
         query_loss = float(flat[-1]) / cfg.meta_batch_size
         event: dict[str, float] = {"step": state.step, "query_loss": query_loss}
         if val_episodes and cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == cfg.outer_steps):
-            event.update(validate(task, learner, meta_params, val_episodes))
+            scores = validate(task, learner, meta_params, val_episodes)
+            event.update(scores)
+            if keep:
+                state.consider(_headline(scores))
         state.history.append(event)
         if accelerator.is_main_process:
             with log_file.open("a", encoding="utf-8") as f:
@@ -275,10 +322,26 @@ def meta_train(
     bar.close()
     seconds = time.perf_counter() - start
     losses = [e["query_loss"] for e in state.history[-10:]]
+    kept = state.step
+    if keep and state.best is not None:
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(state.best[k].to(p.device))
+        kept = state.best_step
+        log.info("meta.keep_best: kept outer step %d of %d (meta-val %.4f; the start scored %.4f)", kept, state.step,
+                 state.best_score, state.start_score)  # fmt: skip
     return MetaTrainResult(
         steps=state.step,
         episodes_per_s=done_tasks / seconds if seconds > 0 else 0.0,
         seconds=seconds,
         peak_rss_mib=peak_rss_mib(),
         final_query_loss=sum(losses) / len(losses) if losses else float("nan"),
+        kept_step=kept,
+        kept_val=state.best_score if keep else float("nan"),
+        start_val=state.start_score if keep else float("nan"),
     )
+
+
+def _headline(scores: dict[str, float]) -> float:
+    """The first metric :func:`validate` reports (``val_accuracy`` or ``val_chrf``)."""
+    return next(v for k, v in scores.items() if k != "val_ci95")
