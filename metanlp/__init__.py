@@ -59,8 +59,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from metanlp.algorithms.base import build_learner
-    from metanlp.core.budget import AdaptBudget
     from metanlp.algorithms.fomaml import FOMAML
+    from metanlp.core.budget import AdaptBudget
     from metanlp.core.comparison import compare, standard_methods
     from metanlp.core.config import RecipeConfig
     from metanlp.core.meta_train import meta_train

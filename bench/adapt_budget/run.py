@@ -7,11 +7,12 @@ split, queries from their test split (``--q-query`` per intent); every budget se
 starts from the pretrained backbone (LoRA ``B = 0``) + the prototype head: the "finetune" baseline, no meta-training.
 
 Methods: ``centroid`` (prototype head, no step), ``logreg`` (scikit-learn logistic regression on the frozen
-embeddings, metanlp.families.text_classification.baselines; no LoRA step), ``legacy`` (today's inner loop: 5 full-batch SGD steps at lr 0.5),
-and the candidate budgets in ``BUDGETS``. One row per (budget, setting, episode) with accuracy, macro-F1, the support
-loss after adaptation, the steps taken and the adaptation seconds (prototype head + steps; tokenisation excluded).
-Rows are written to ``results.json`` after each one; a rerun skips rows already there (same budget fields), so a killed
-run resumes. The chosen budget is the one with the highest mean accuracy over the settings (``--table``).
+embeddings, metanlp.families.text_classification.baselines; no LoRA step), ``legacy`` (today's inner loop: 5 full-batch
+SGD steps at lr 0.5), and the candidate budgets in ``BUDGETS``. One row per (budget, setting, episode) with accuracy,
+macro-F1, the support loss after adaptation, the steps taken and the adaptation seconds (prototype head + steps;
+tokenisation excluded). Rows are written to ``results.json`` after each one; a rerun skips rows already there (same
+budget fields), so a killed run resumes. The chosen budget is the one with the highest mean accuracy over the settings
+(``--table``).
 
 Run: ``PYTHONPATH=. python bench/adapt_budget/run.py [--budgets ...] [--settings ...] [--episodes 2]``;
 ``--table`` prints the markdown table of the results so far and exits.

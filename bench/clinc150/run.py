@@ -1,9 +1,9 @@
 """CLINC150 domain-held-out benchmark: meta-train on 7 domains, evaluate 45-way 1-shot and 5-shot on the other 3.
 
 Each fold holds out three different domains (fold 0 is the protocol of ../../../shared/FINDINGS.md); every fold
-meta-trains from scratch with recipes/text_classification/clinc150_benchmark.yaml and scores, on the same episodes, (a) frozen nearest
-centroid, (b) LoRA fine-tuned from the pretrained backbone, (c) the meta-learned init fine-tuned the same way.
-Writes bench/clinc150/results.json and prints a markdown table.
+meta-trains from scratch with recipes/text_classification/clinc150_benchmark.yaml and scores, on the same episodes, (a)
+frozen nearest centroid, (b) LoRA fine-tuned from the pretrained backbone, (c) the meta-learned init fine-tuned the
+same way. Writes bench/clinc150/results.json and prints a markdown table.
 
 Run: python bench/clinc150/run.py [--folds 0 1 2] [--data ../shared/data/clinc150] [--set key=value ...]
 """
@@ -37,8 +37,9 @@ def markdown(records: list[dict]) -> str:
         for r in records:
             if r["fold"] == fold and r["k_shot"] == k and r["metric"] == "accuracy":
                 cell[r["method"]] = f"{100 * r['mean']:.2f} ± {100 * r['ci95']:.2f}"
-        rows.append(f"| {fold}: {', '.join(FOLDS[fold])} | {k} | {cell.get('centroid', '')} | {cell.get('logreg', '')} | "
-                    f"{cell.get('finetune', '')} | {cell.get('multitask', '')} | {cell.get('meta', '')} |")  # fmt: skip
+        rows.append(f"| {fold}: {', '.join(FOLDS[fold])} | {k} | {cell.get('centroid', '')} | "
+                    f"{cell.get('logreg', '')} | {cell.get('finetune', '')} | {cell.get('multitask', '')} | "
+                    f"{cell.get('meta', '')} |")  # fmt: skip
     return "\n".join(rows)
 
 

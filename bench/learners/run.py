@@ -2,12 +2,13 @@
 5-shot, the same evaluation episodes for every row), and supervised against unsupervised (CACTUs) meta-training.
 
 Rows: (a) frozen nearest centroid and (b) LoRA fine-tuned from the pretrained backbone (no meta-training), then one
-row per learner meta-trained on the 7 other domains' labelled intents (recipes/text_classification/clinc150_benchmark.yaml with
-``meta.algorithm`` set), then CACTUs rows: the same learner meta-trained on the same utterances *without labels*
-(k-means pseudo-classes, ``task.unlabelled``). Every row meta-trains in its own process (``python -m metanlp
-meta-train``), so its meta-training seconds and peak resident memory are its own; evaluation episodes are drawn
-from ``(run.seed, rank 1000003, i)`` by every process, i.e. they are the same for all rows (the baselines run once,
-in the first row). Accuracy is the mean over episodes with its 95% CI; timings on a shared machine are noisy.
+row per learner meta-trained on the 7 other domains' labelled intents
+(recipes/text_classification/clinc150_benchmark.yaml with ``meta.algorithm`` set), then CACTUs rows: the same learner
+meta-trained on the same utterances *without labels* (k-means pseudo-classes, ``task.unlabelled``). Every row
+meta-trains in its own process (``python -m metanlp meta-train``), so its meta-training seconds and peak resident
+memory are its own; evaluation episodes are drawn from ``(run.seed, rank 1000003, i)`` by every process, i.e. they are
+the same for all rows (the baselines run once, in the first row). Accuracy is the mean over episodes with its 95% CI;
+timings on a shared machine are noisy.
 
 Run (full size: ~1.5-2 h on 2 otherwise idle CPU cores, estimated from FOMAML's ~10 min per 100 outer steps):
     PYTHONPATH=. python -m bench.learners.run

@@ -1,9 +1,9 @@
 """Bench: seconds per FOMAML episode with LoRA on every layer vs LoRA on the top 2 layers with the frozen-prefix cache.
 
 all-MiniLM-L6-v2 (6 layers), LoRA r=8 on query/key/value, ``model.max_length`` 48, CLINC150 meta-train intents
-(``recipes/text_classification/clinc150_benchmark.yaml``), 5-way 5-shot 5-query, FOMAML with 5 inner steps (``meta_gradient``: batches,
-prototype head, inner loop, query gradient, the Proto-MAML head term). Three settings, interleaved episode by episode
-in one process so that shared-CPU noise hits them alike:
+(``recipes/text_classification/clinc150_benchmark.yaml``), 5-way 5-shot 5-query, FOMAML with 5 inner steps
+(``meta_gradient``: batches, prototype head, inner loop, query gradient, the Proto-MAML head term). Three settings,
+interleaved episode by episode in one process so that shared-CPU noise hits them alike:
 
 - ``all_layers``: ``adapter.layers: []`` (LoRA on layers 0-5; the whole encoder runs every pass, as before);
 - ``top2_uncached``: ``adapter.layers: [-2, -1]``, ``adapter.prefix_cache_mb: 0`` (backward stops at layer 4, but

@@ -15,9 +15,9 @@ recipes/text_classification/clinc150_benchmark.yaml, ``model.max_length`` 32), o
 - ``centroid``: the prototype head on frozen embeddings, no step;
 - ``logreg``: scikit-learn logistic regression on the frozen embeddings
   (metanlp.families.text_classification.baselines.logistic_regression_predict);
-- ``lora_top1`` / ``lora_top2`` / ``lora_top3``: ``adapter.layers`` = [-1] / [-2,-1] / [-3,-2,-1] with the frozen-prefix
-  cache (default ``adapter.prefix_cache_mb``), fine-tuned with ``AdaptBudget()`` (AdamW 3e-3, batch 32, 10 epochs
-  in [10, 150] steps, cosine, stop_loss 1e-3) via ``metanlp.core.adaptation.inner_loop``;
+- ``lora_top1`` / ``lora_top2`` / ``lora_top3``: ``adapter.layers`` = [-1] / [-2,-1] / [-3,-2,-1] with the
+  frozen-prefix cache (default ``adapter.prefix_cache_mb``), fine-tuned with ``AdaptBudget()`` (AdamW 3e-3, batch 32,
+  10 epochs in [10, 150] steps, cosine, stop_loss 1e-3) via ``metanlp.core.adaptation.inner_loop``;
 - ``lora_all``: ``adapter.layers = []`` (all 6 layers; no prefix to cache), same budget.
 
 Seconds per row: ``adapt_s`` = prototype head + optimiser steps on prepared batches (logreg: support + query
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"), help="CLINC150 folder")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--methods", nargs="+", default=["centroid", "logreg", *LORA], choices=["centroid", "logreg", *LORA])
+    p.add_argument("--methods", nargs="+", default=["centroid", "logreg", *LORA],
+                   choices=["centroid", "logreg", *LORA])
     p.add_argument("--episodes", type=int, default=3, help="episodes of 45w1s and 45w5s (default 3)")
     p.add_argument("--episodes-77", type=int, default=2, help="episodes of 77w5s (default 2)")
     p.add_argument("--q-query", type=int, default=0, help="test utterances per intent as queries (0 = all, default)")
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     setups = {}
     t0 = time.perf_counter()
     for m in lora_needed:  # centroid / logreg use the all-layer model's pretrained (B = 0) weights: the plain encoder
-        cfg = load_recipe(RECIPE, [f"task.dataset={args.data}", "run.progress=false", f"run.seed={args.seed}", *LORA[m]])
+        cfg = load_recipe(RECIPE, [f"task.dataset={args.data}", "run.progress=false", f"run.seed={args.seed}",
+                                   *LORA[m]])
         setups[m] = build_classification(cfg)
     if "lora_all" not in setups and {"centroid", "logreg"} & set(wanted):
         cfg = load_recipe(RECIPE, [f"task.dataset={args.data}", "run.progress=false", f"run.seed={args.seed}",

@@ -1,14 +1,14 @@
 """Build the quickstart's "new categories" files from the ICD-10-CM blocks of the four held-out chapters.
 
-The classes are the blocks of the chapters that recipes/text_classification/text_meta_train.yaml holds out (meta-test), so the shipped
-meta-learned init never saw them. Writes, deterministically (seed 0):
+The classes are the blocks of the chapters that recipes/text_classification/text_meta_train.yaml holds out (meta-test),
+so the shipped meta-learned init never saw them. Writes, deterministically (seed 0):
 
 - new_categories/support.csv: K=5 labelled examples per block (what a user would label by hand);
 - new_categories/eval.csv: the remaining examples of those blocks (to compare methods);
 - new_categories/unlabelled.txt: 20 texts without labels (to show predictions).
 
-and, for recipes/translation/new_language_pair.yaml, from the UDHR English-Zulu paragraphs (Zulu is held out of translation
-meta-training in both directions; paragraphs of <= 200 characters, as the translation recipes):
+and, for recipes/translation/new_language_pair.yaml, from the UDHR English-Zulu paragraphs (Zulu is held out of
+translation meta-training in both directions; paragraphs of <= 200 characters, as the translation recipes):
 
 - new_language_pair/support.en-zu.tsv: K=16 sentence pairs (source<TAB>target);
 - new_language_pair/eval.en-zu.tsv: 12 further pairs (to compare methods);
@@ -42,7 +42,8 @@ def new_language_pair(source: Path, out: Path, pair: tuple[str, str] = ("en", "z
                       n_predict: int = 4) -> None:  # fmt: skip
     """The ``pair`` files of recipes/translation/new_language_pair.yaml: a seeded shuffle of that pair's rows of
     ``source`` (pairs of <= 200 characters), cut into K support pairs, ``n_eval`` eval pairs and ``n_predict``
-    sentences; the sentences file is named by the pair (``sentences-it.en.txt``: tagged with the source language, as the recipe checks)."""
+    sentences; the sentences file is named by the pair (``sentences-it.en.txt``: tagged with the source language, as
+    the recipe checks)."""
     src, tgt = pair
     pairs = []
     for line in source.read_text(encoding="utf-8").splitlines():

@@ -1,6 +1,6 @@
 """Unlabelled text for CACTUs meta-training: the ICD-10-CM descriptions of the meta-train chapters of
-recipes/text_classification/text_meta_train.yaml (every chapter but the meta-val / meta-test ones), one per line, labels dropped,
-order shuffled.
+recipes/text_classification/text_meta_train.yaml (every chapter but the meta-val / meta-test ones), one per line,
+labels dropped, order shuffled.
 
 Run: python data/icd10_unlabelled/prepare.py   (reads ../icd10_blocks/icd10_blocks.jsonl; no download)
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parent / "icd10_blocks" / "icd10_blocks.jsonl"
 OUT = HERE / "icd10_unlabelled.txt"
-#: Chapters that recipes/text_classification/text_meta_train.yaml and recipes/text_classification/text_unsupervised_meta_train.yaml validate / test on.
+#: Chapters that recipes/text_classification/text_meta_train.yaml and
+#: recipes/text_classification/text_unsupervised_meta_train.yaml validate / test on.
 HELD_OUT = ("09 ", "10 ", "11 ", "12 ", "14 ")
 
 

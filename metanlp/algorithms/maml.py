@@ -70,7 +70,8 @@ class MAML(MetaLearner):
 
     @classmethod
     def from_config(cls, cfg: MetaConfig, budget: Any = None) -> MAML:
-        """Build from ``meta.inner_lr`` and ``meta.inner_steps`` (its inner loop is differentiable SGD: no ``budget``)."""
+        """Build from ``meta.inner_lr`` and ``meta.inner_steps`` (its inner loop is differentiable SGD: no
+        ``budget``)."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps)
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:
@@ -104,7 +105,8 @@ class MAML(MetaLearner):
                 ) from e
             raise
         grads = dict(zip(theta, g[: len(theta)], strict=True))
-        extra = task.init_vjp(meta_params, support, dict(zip(task_keys, g[len(theta) :], strict=True))) if task_keys else None
+        extra = (task.init_vjp(meta_params, support, dict(zip(task_keys, g[len(theta) :], strict=True)))
+                 if task_keys else None)
         if extra is not None:  # the initial task weights are a function of theta (prototypes)
             grads = {k: grads[k] + extra[k] for k in grads}
         return grads, {"query_loss": query_loss.item()}

@@ -87,7 +87,8 @@ class Reptile(MetaLearner):
 
     @classmethod
     def from_config(cls, cfg: MetaConfig, budget: Any = None) -> Reptile:
-        """Build from ``meta.inner_lr``, ``meta.inner_steps`` and ``meta.micro_batch`` (SGD inner loop; no ``budget``)."""
+        """Build from ``meta.inner_lr``, ``meta.inner_steps`` and ``meta.micro_batch`` (SGD inner loop; no
+        ``budget``)."""
         return cls(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, micro_batch=cfg.micro_batch)
 
     def adapt(self, task: TaskFamily, meta_params: Params, support: Batch) -> Params:

@@ -1,8 +1,8 @@
 """The ``metanlp`` command: one verb per module in this package (``add_parser(subparsers)`` + ``main(args)``).
 
 Multi-process runs go through Accelerate's launcher, not ours:
-``accelerate launch --num_processes 4 -m metanlp meta-train recipes/text_classification/text_meta_train.yaml`` (GPUs), or on CPU
-``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m metanlp meta-train RECIPE``.
+``accelerate launch --num_processes 4 -m metanlp meta-train recipes/text_classification/text_meta_train.yaml`` (GPUs),
+or on CPU ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m metanlp meta-train RECIPE``.
 """
 
 from __future__ import annotations
@@ -31,15 +31,17 @@ VERBS = {
     "env": "env",
 }
 
-EPILOG = """\
-examples:
-  metanlp ls                                          list the recipes that ship with metanlp
-  metanlp adapt recipes/text_classification/text_new_categories.yaml      adapt a meta-learned init to your few examples
-  metanlp meta-train recipes/text_classification/text_meta_train.yaml --set meta.outer_steps=50
-  metanlp evaluate recipes/text_classification/clinc150_benchmark.yaml    (a) centroid vs (b) fine-tune vs (c) meta-learned init
-  metanlp predict runs/new_categories/adapter --text "my card was declined"
-  metanlp <verb> --help                               everything a verb takes
-"""
+EPILOG = (
+    "examples:\n"
+    "  metanlp ls                                          list the recipes that ship with metanlp\n"
+    "  metanlp adapt recipes/text_classification/text_new_categories.yaml      adapt a meta-learned init to your few "
+    "examples\n"
+    "  metanlp meta-train recipes/text_classification/text_meta_train.yaml --set meta.outer_steps=50\n"
+    "  metanlp evaluate recipes/text_classification/clinc150_benchmark.yaml    (a) centroid vs (b) fine-tune vs (c) "
+    "meta-learned init\n"
+    "  metanlp predict runs/new_categories/adapter --text \"my card was declined\"\n"
+    "  metanlp <verb> --help                               everything a verb takes\n"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """Arguments shared by the verbs that run a recipe (``RECIPE``, ``--set key=value``), and key documentation
-generated from the config dataclasses' docstrings (each field is documented once, in ``metanlp/core/config.py`` and each family's ``config.py``)."""
+generated from the config dataclasses' docstrings (each field is documented once, in ``metanlp/core/config.py`` and
+each family's ``config.py``)."""
 
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ def recipe_verb(verb: str, recipe: str, help_text: str, example: str):  # noqa: 
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         add_recipe_arguments(p)
         p.add_argument("--overwrite", action="store_true",
-                       help="replace a non-empty run.output_dir (same as --set run.overwrite=true); the previous run is "
-                       "kept beside it as <dir>.previous-<time>")  # fmt: skip
+                       help="replace a non-empty run.output_dir (same as --set run.overwrite=true); the previous "
+                       "run is kept beside it as <dir>.previous-<time>")  # fmt: skip
         p.set_defaults(func=main)
 
     def main(args: argparse.Namespace) -> int:

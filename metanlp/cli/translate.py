@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "translate sentences with a translation adapter (metanlp adapt recipes/translation/new_language_pair.yaml output)"
+HELP = ("translate sentences with a translation adapter "
+        "(metanlp adapt recipes/translation/new_language_pair.yaml output)")
 EPILOG = """\
 examples:
   metanlp translate runs/new_pair/adapter --text "Everyone has the right to life."

@@ -9,7 +9,8 @@ follows a warm-up then a cosine or linear decay. A learned temperature on the lo
 The procedure only talks to the :class:`~metanlp.core.protocols.TaskFamily` protocol (``init_fast_weights``,
 ``loss``; batches are dicts of tensors sliced along dim 0), works on fast weights (name -> tensor), keeps no autograd
 graph across steps (first order), and is deterministic given ``seed``. ``steps=`` runs only the first steps of the
-schedule, so the same procedure serves as FOMAML's inner loop at meta-training (:class:`metanlp.algorithms.fomaml.FOMAML`).
+schedule, so the same procedure serves as FOMAML's inner loop at meta-training
+(:class:`metanlp.algorithms.fomaml.FOMAML`).
 
 **References**
 

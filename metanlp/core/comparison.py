@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 METHODS = EVAL_METHODS
 #: README letters; the same letter means the same method in both families.
-LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)", "logreg": "(e)"}
+LETTERS = {"prompting": "(0)", "centroid": "(a)", "finetune": "(b)", "meta": "(c)", "multitask": "(d)",
+           "logreg": "(e)"}
 
 
 def adaptation_budget(cfg: Any) -> AdaptBudget:

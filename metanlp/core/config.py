@@ -2,7 +2,8 @@
 
 A recipe YAML has one section per dataclass below (``model``, ``adapter``, ``task``, ``meta``, ``adapt``, ``eval``,
 ``data``, ``hub``, ``run``, ``translation``). Defaults live only in the dataclass fields; each field is documented
-once, in its class docstring. Loading a YAML with ``--set`` overrides is :func:`metanlp.core.recipe_loading.load_recipe`.
+once, in its class docstring. Loading a YAML with ``--set`` overrides is
+:func:`metanlp.core.recipe_loading.load_recipe`.
 
 This is the only module of metanlp that reads environment variables (``METANLP_CACHE``, ``HF_ENDPOINT``); what it
 read is recorded in the resolved config (``run.cache_dir``, ``hub.endpoint``).
@@ -95,8 +96,9 @@ class AdapterConfig:
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output
-            ``multitask_adapter/``, see ``translation.multitask_baseline`` / ``text_classification.multitask_baseline``);
-            ``adapt`` and ``evaluate`` adapt it like the fine-tune and score it as method (d). Empty = no (d) row.
+            ``multitask_adapter/``, see ``translation.multitask_baseline`` /
+            ``text_classification.multitask_baseline``); ``adapt`` and ``evaluate`` adapt it like the fine-tune and
+            score it as method (d). Empty = no (d) row.
     """
 
     r: int = 8
@@ -140,8 +142,9 @@ class TaskConfig:
         q_query: query examples per class.
         seed: seed of the class split.
         unlabelled: plain text file (one text per line). When set, meta-training episodes come from k-means
-            pseudo-classes of these texts (CACTUs: Hsu et al. 2019, arXiv:1810.02334; ``metanlp.families.text_classification.unsupervised``),
-            each episode from one partition, and ``dataset`` only provides the meta-val / meta-test classes.
+            pseudo-classes of these texts (CACTUs: Hsu et al. 2019, arXiv:1810.02334;
+            ``metanlp.families.text_classification.unsupervised``), each episode from one partition, and ``dataset``
+            only provides the meta-val / meta-test classes.
         cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
         cactus_clusters: k of each partition (cycled over the partitions).
         cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
@@ -290,8 +293,9 @@ class EvalConfig:
             raise ConfigError(f"eval.methods={list(self.methods)}: {unknown or 'empty'}; choose from "
                               f"{', '.join(EVAL_METHODS)}")  # fmt: skip
         if self.episodes < 0 or self.q_query < 0 or self.n_way < 0 or any(k < 1 for k in self.k_shots):
-            raise ConfigError(f"eval.episodes={self.episodes} must be >= 0, eval.q_query={self.q_query} >= 0 (0 = all), "
-                              f"eval.n_way={self.n_way} >= 0 and every eval.k_shots={list(self.k_shots)} >= 1")
+            raise ConfigError(f"eval.episodes={self.episodes} must be >= 0, eval.q_query={self.q_query} >= 0 "
+                              f"(0 = all), eval.n_way={self.n_way} >= 0 and every "
+                              f"eval.k_shots={list(self.k_shots)} >= 1")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Torch-free file helpers: atomic writes and adapter metadata (``metanlp.json``).
 
-Kept apart from :mod:`metanlp.core.saving` so that the hub client, the model card and the CLI's light verbs (push, pull,
-ls, validate) start without importing torch.
+Kept apart from :mod:`metanlp.core.saving` so that the hub client, the model card and the CLI's light verbs (push,
+pull, ls, validate) start without importing torch.
 """
 
 from __future__ import annotations

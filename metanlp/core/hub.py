@@ -2,9 +2,9 @@
 
 A push uploads every file of the adapter folder (peft's ``adapter_config.json`` + ``adapter_model.safetensors`` with
 LoRA *and* head, ``metanlp.json``, ``recipe.yaml``, ``metrics.json``) and a generated model card as ``README.md``
-(:func:`metanlp.core.model_card.build_model_card`) in **one** commit (``HfApi.create_commit``, checked against the commit it
-read with ``parent_commit``). The hub applies a commit all at once, so a push that fails or is interrupted leaves the
-repo as it was. A repo that holds files metanlp did not push is replaced only with ``force=True``.
+(:func:`metanlp.core.model_card.build_model_card`) in **one** commit (``HfApi.create_commit``, checked against the
+commit it read with ``parent_commit``). The hub applies a commit all at once, so a push that fails or is interrupted
+leaves the repo as it was. A repo that holds files metanlp did not push is replaced only with ``force=True``.
 
 A pull downloads a snapshot (``snapshot_download``) after checking that the revision holds an adapter, verifies every
 file against the repo's tree (git blob sha1 of regular files, sha256 of LFS files: ``HfApi.verify_repo_checksums``)
@@ -13,8 +13,8 @@ and, with ``out_dir``, moves the verified folder into place atomically. The resu
 
 The endpoint is ``endpoint`` or huggingface_hub's default (``HF_ENDPOINT``, else https://huggingface.co); the token is
 ``token`` or huggingface_hub's standard places (``HF_TOKEN``, ``hf auth login``). Tokens are never logged and never
-part of an error message. Every failure of the hub is raised as one :class:`~metanlp.core.errors.HubError` that names the
-endpoint, the repo and the revision.
+part of an error message. Every failure of the hub is raised as one :class:`~metanlp.core.errors.HubError` that names
+the endpoint, the repo and the revision.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ try:  # the HTTP library under huggingface_hub: httpx2 since 2.0, httpx in 1.x
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     import httpx
 
-__all__ = ["REQUIRED_FILES", "adapter_files", "pull_adapter", "push_adapter", "resolve_adapter", "resolve_family_adapter"]
+__all__ = ["REQUIRED_FILES", "adapter_files", "pull_adapter", "push_adapter", "resolve_adapter",
+           "resolve_family_adapter"]
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,8 @@ class MetaState:
         if shapes:  # e.g. another adapter.r
             k = shapes[0]
             raise ValueError(f"{folder}: meta-parameter {k} has shape {tuple(saved[k].shape)} there but "
-                             f"{tuple(self.params[k].shape)} in this run: other adapter.r / target_modules?")  # fmt: skip
+                             f"{tuple(self.params[k].shape)} in this run: "
+                             "other adapter.r / target_modules?")  # fmt: skip
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(saved[k].to(p.device))

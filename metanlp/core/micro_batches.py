@@ -17,7 +17,8 @@ import torch
 
 __all__ = ["micro_batches", "trim"]
 
-#: Tensor name -> ``(n, ...)`` tensor (``metanlp.core.protocols.Batch``; spelled out so this module imports nothing of metanlp).
+#: Tensor name -> ``(n, ...)`` tensor (``metanlp.core.protocols.Batch``; spelled out so this module imports nothing of
+#: metanlp).
 Batch = dict[str, torch.Tensor]
 
 

@@ -213,7 +213,8 @@ def build_model_card(adapter_dir: str | Path, repo_id: str = "") -> ModelCard:
     usage = (
         f'```bash\nmetanlp pull {name} --out adapter      # or: metanlp predict {name} --text "..."\n```\n\n'
         "With metanlp from Python, or with stock peft:\n\n```python\n"
-        "from metanlp.core.hub import resolve_adapter\nfrom metanlp.families.text_classification.adapter import load_classifier\n"
+        "from metanlp.core.hub import resolve_adapter\n"
+        "from metanlp.families.text_classification.adapter import load_classifier\n"
         f'model, tokenizer, meta = load_classifier(resolve_adapter("{name}"))\n\n'
         "from peft import PeftModel\nfrom metanlp.families.text_classification.adapter import TextClassifier\n"
         "from metanlp.families.text_classification.backbone import load_encoder\n"

@@ -1,8 +1,8 @@
 """Task families: what a meta-learner needs to know about a kind of task.
 
-A family turns an :class:`~metanlp.families.text_classification.data.Episode` into tensors, gives the fast weights an inner loop starts from,
-and computes the loss and the scores of given fast weights. Algorithms only talk to this protocol, so FOMAML, MAML,
-Reptile ... run unchanged on text classification and on translation.
+A family turns an :class:`~metanlp.families.text_classification.data.Episode` into tensors, gives the fast weights an
+inner loop starts from, and computes the loss and the scores of given fast weights. Algorithms only talk to this
+protocol, so FOMAML, MAML, Reptile ... run unchanged on text classification and on translation.
 
 Adding a family: write ``metanlp/families/<name>/`` with a class that satisfies :class:`TaskFamily` and register it
 (:func:`metanlp.core.registry.register_family`).

@@ -298,7 +298,8 @@ def test_hub_client_and_cli_start_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, metanlp, metanlp.core.hub, metanlp.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = ("import sys, metanlp, metanlp.core.hub, metanlp.cli; "
+            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     import metanlp

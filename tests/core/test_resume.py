@@ -35,7 +35,8 @@ OVERRIDES = [
 
 def command(root: Path, out: Path) -> list[str]:
     """``python -m metanlp meta-train`` on the tiny model, writing to ``out``."""
-    cmd = [sys.executable, "-m", "metanlp", "meta-train", str(root / "recipes" / "text_classification" / "text_meta_train.yaml")]
+    cmd = [sys.executable, "-m", "metanlp", "meta-train",
+           str(root / "recipes" / "text_classification" / "text_meta_train.yaml")]
     for o in [*OVERRIDES, f"run.output_dir={out}"]:
         cmd += ["--set", o]
     return cmd

@@ -42,7 +42,8 @@ def free_port() -> int:
 
 
 def meta_train_cmd(root: Path, out: Path) -> list[str]:
-    """``metanlp meta-train recipes/text_classification/text_meta_train.yaml`` arguments with the tiny overrides and ``out``."""
+    """``metanlp meta-train recipes/text_classification/text_meta_train.yaml`` arguments with the tiny overrides and
+    ``out``."""
     args = ["meta-train", str(root / "recipes" / "text_classification" / "text_meta_train.yaml")]
     for o in [*OVERRIDES, f"run.output_dir={out}"]:
         args += ["--set", o]

@@ -36,7 +36,8 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cfg(task: Path, out: Path, *extra: str):  # noqa: ANN201
     return load_recipe(ROOT / "recipes/text_classification/text_new_categories.yaml", [
         "model.name=tiny-random-bert", "run.progress=false", "adapter.init=", "adapter.multitask_init=",
-        "eval.methods=[centroid,finetune]", "adapt.steps=1", f"data.support={task / 'support.csv'}", "data.predict=", f"run.output_dir={out}", *extra])  # fmt: skip
+        "eval.methods=[centroid,finetune]", "adapt.steps=1", f"data.support={task / 'support.csv'}", "data.predict=",
+        f"run.output_dir={out}", *extra])  # fmt: skip
 
 
 @pytest.mark.parametrize("step", ["save_adapter", "write_json_atomic", "write_run_info", "_publish"])
@@ -69,7 +70,8 @@ def _adapt_cmd(task: Path, out: Path, eval_file: str) -> list[str]:
     import sys
 
     sets = ["model.name=tiny-random-bert", "run.progress=false", "adapter.init=", "adapter.multitask_init=",
-            "eval.methods=[centroid,finetune]", "adapt.steps=3", f"data.support={task / 'support.csv'}", "data.predict=", f"data.eval={eval_file}"]  # fmt: skip
+            "eval.methods=[centroid,finetune]", "adapt.steps=3", f"data.support={task / 'support.csv'}",
+            "data.predict=", f"data.eval={eval_file}"]  # fmt: skip
     return [sys.executable, "-m", "metanlp", "adapt", "recipes/text_classification/text_new_categories.yaml",
             "--overwrite", *[a for s in sets for a in ("--set", s)], "--set", f"run.output_dir={out}"]  # fmt: skip
 

@@ -48,7 +48,8 @@ GOOD = b"text,label\n" + b"".join(f"text {i} of {c},{c}\n".encode() for c in ("a
     [
         (GOOD.replace(b"text 1 of a", b"caf\xe9"), r"not UTF-8 \(byte 0xe9 at line \d+.*iconv"),
         (b"text,label\n", r"only a header, no rows"),
-        (b"text,label,label\n" + GOOD.split(b"\n", 1)[1].replace(b"\n", b",x\n"), r"names column\(s\) \['label'\] twice"),
+        (b"text,label,label\n" + GOOD.split(b"\n", 1)[1].replace(b"\n", b",x\n"),
+         r"names column\(s\) \['label'\] twice"),
         (GOOD.replace(b",a\n", b",a \n", 1), r"label 'a ' with surrounding whitespace"),
     ],
     ids=["latin1", "header_only", "duplicated_header", "label_space"],
@@ -81,16 +82,19 @@ def test_second_adapt_into_the_same_folder_is_refused(tmp_path: Path) -> None:
     one_line_error(metanlp("adapt", str(ADAPT), "--set", "adapter.init=", "--set", f"run.output_dir={out}"),
                    r"already holds a run.*--overwrite")  # fmt: skip
     one_line_error(metanlp("adapt", str(ADAPT), "--set", f"adapter.init={out / 'adapter'}", "--set",
-                           f"run.output_dir={out}", "--overwrite"), r"adapter.init=.*incomplete|adapter_config.json is missing|lies inside")  # fmt: skip
+                           f"run.output_dir={out}", "--overwrite"),
+                   r"adapter.init=.*incomplete|adapter_config.json is missing|lies inside")  # fmt: skip
     assert hashes(out) == before
 
 
 def test_predict_names_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    one_line_error(metanlp("predict", str(tmp_path / "adapter"), "--text", "hi"), r"adapter_model.safetensors is missing")
+    one_line_error(metanlp("predict", str(tmp_path / "adapter"), "--text", "hi"),
+                   r"adapter_model.safetensors is missing")
     one_line_error(metanlp("predict", str(tmp_path / "adapter"), "--text", ""), r"--text #1 is empty")
-    one_line_error(metanlp("predict", str(tmp_path / "adapter"), "--file", str(tmp_path / "no.txt")), r"--file not found")
+    one_line_error(metanlp("predict", str(tmp_path / "adapter"), "--file", str(tmp_path / "no.txt")),
+                   r"--file not found")
     for bad in ("0", "-1"):
         proc = metanlp("predict", str(tmp_path / "adapter"), "--text", "hi", "--batch-size", bad)
         assert proc.returncode == 2 and "positive" in proc.stderr and "Traceback" not in proc.stderr

@@ -66,7 +66,8 @@ def _small_task(tmp_path: Path, root: Path) -> list[str]:
 
 def test_adapt_saves_stock_peft_adapter_and_predictions(meta_run: Path, tmp_path: Path, root: Path) -> None:
     out = tmp_path / "out"
-    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", TINY + _small_task(tmp_path, root) + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml",
+                      TINY + _small_task(tmp_path, root) + [
         f"adapter.init={meta_run / 'adapter'}", f"run.output_dir={out}"])  # fmt: skip
     summary = adapt.run(cfg)
     assert {r["method"] for r in summary["records"]} == {"centroid", "logreg", "finetune", "meta"}
@@ -98,14 +99,16 @@ def test_adapt_rejects_class_with_fewer_than_k(tmp_path: Path, root: Path) -> No
 
 
 def test_adapt_rejects_init_from_another_backbone(meta_run: Path, tmp_path: Path, root: Path) -> None:
-    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml", _small_task(tmp_path, root) + [
+    cfg = load_recipe(root / "recipes" / "text_classification" / "text_new_categories.yaml",
+                      _small_task(tmp_path, root) + [
         f"adapter.init={meta_run / 'adapter'}", f"run.output_dir={tmp_path / 'o'}", "run.progress=false"])  # fmt: skip
     with pytest.raises(ValueError, match="meta-trained on backbone 'tiny-random-bert'.*all-MiniLM-L6-v2"):
         adapt.run(cfg)
 
 
 def test_cli_reports_bad_key_in_one_line(root: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "metanlp", "adapt", str(root / "recipes/text_classification/text_new_categories.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "metanlp", "adapt",
+                           str(root / "recipes/text_classification/text_new_categories.yaml"),
                            "--set", "adapter.rnak=2"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("metanlp: error: --set: Key 'rnak'")

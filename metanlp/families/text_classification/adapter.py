@@ -112,7 +112,8 @@ def attach_lora(encoder: TextEncoder, cfg: AdapterConfig, num_labels: int = 1, b
         raise ValueError(
             f"adapter.target_modules {missing} not found in the backbone; its linear layers: {linear_names}"
         )
-    stack = encoder_layers(encoder.backbone)  # its real depth (a backbone cut to fewer layers keeps its config's count)
+    # its real depth (a backbone cut to fewer layers keeps its config's count)
+    stack = encoder_layers(encoder.backbone)
     depth = len(stack) if stack is not None else int(encoder.backbone.config.num_hidden_layers)
     wanted = DEFAULT_LAYERS if cfg.layers is None else list(cfg.layers)
     layers = resolve_layers(depth, wanted) if wanted else None
@@ -137,7 +138,8 @@ def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The LoRA matrices of ``model`` by name (the meta-parameters of FOMAML): ``{name: (r, in) or (out, r)}``."""
     params = {n: p for n, p in model.named_parameters() if "lora_" in n}
     if not params:
-        raise ValueError("model has no LoRA parameters: wrap it with metanlp.families.text_classification.adapter.attach_lora first")
+        raise ValueError("model has no LoRA parameters: wrap it with "
+                         "metanlp.families.text_classification.adapter.attach_lora first")
     return params
 
 

@@ -67,10 +67,10 @@ class ANIL(MetaLearner):
     """ANIL with a prototype-initialised head: the encoder (LoRA) runs once per episode, the head adapts.
 
     Meta-training: support and query embeddings are computed once *with* gradient under the LoRA meta-parameters;
-    the head starts as the support prototypes (:func:`~metanlp.families.text_classification.adapter.prototype_head`), takes ``inner_steps`` SGD
-    steps on the support cross-entropy with the graph kept, and the query cross-entropy of the adapted head is
-    backpropagated to the LoRA weights: through the query embeddings, the prototypes and the head's inner loop
-    (exact, second order in the head only). Adaptation: the same head loop on the frozen meta-learned LoRA.
+    the head starts as the support prototypes (:func:`~metanlp.families.text_classification.adapter.prototype_head`),
+    takes ``inner_steps`` SGD steps on the support cross-entropy with the graph kept, and the query cross-entropy of
+    the adapted head is backpropagated to the LoRA weights: through the query embeddings, the prototypes and the head's
+    inner loop (exact, second order in the head only). Adaptation: the same head loop on the frozen meta-learned LoRA.
     The encoder runs once on the support and once on the query set, whole (``meta.micro_batch`` does not apply).
 
     Args:

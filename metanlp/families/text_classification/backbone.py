@@ -88,7 +88,8 @@ class TextEncoder(nn.Module):
             input_ids: ``(batch, seq_len)`` token ids (unused when ``hidden_states`` is given).
             attention_mask: ``(batch, seq_len)``, 1 for real tokens.
             hidden_states: ``(batch, seq_len, hidden)`` states entering layer ``start_layer`` (the frozen prefix of
-                :mod:`metanlp.families.text_classification.prefix_cache`); the backbone then runs only layers ``start_layer`` and up.
+                :mod:`metanlp.families.text_classification.prefix_cache`); the backbone then runs only layers
+                ``start_layer`` and up.
             start_layer: the first layer to run on ``hidden_states``.
 
         Returns:

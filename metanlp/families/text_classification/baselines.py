@@ -133,6 +133,6 @@ def classification_methods(
     """
     shared = standard_methods([n for n in names if n != "logreg"], pretrained, budget, meta, learner, multitask, seed)
     by_name = {m.name: m for m in shared}
-    logreg = Method("logreg", pretrained, lambda task, init, support: logistic_regression_head(task, init, support,
-                                                                                                  seed=seed))  # fmt: skip
+    logreg = Method("logreg", pretrained,
+                    lambda task, init, support: logistic_regression_head(task, init, support, seed=seed))  # fmt: skip
     return [logreg if n == "logreg" else by_name[n] for n in names]

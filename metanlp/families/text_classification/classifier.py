@@ -1,4 +1,5 @@
-"""``FewShotClassifier``: the main text job in a few lines (SetFit-style ``from_pretrained`` -> ``fit`` -> ``predict``).
+"""``FewShotClassifier``: the main text job in a few lines
+(SetFit-style ``from_pretrained`` -> ``fit`` -> ``predict``).
 
 The same procedure as ``metanlp adapt recipes/text_classification/text_new_categories.yaml``: the init's LoRA (a
 meta-learned init, an adapted classifier, or none = the pretrained backbone) plus a prototype-initialised head,
@@ -86,7 +87,8 @@ class FewShotClassifier:
             if meta.get("max_length"):
                 sets.insert(0, f"model.max_length={meta['max_length']}")
             if meta.get("lora_layers") and not any(o.startswith("adapter.layers=") for o in sets):
-                sets.insert(0, f"adapter.layers={list(meta['lora_layers'])}")  # the init's LoRA layers, not the default
+                # the init's LoRA layers, not the default
+                sets.insert(0, f"adapter.layers={list(meta['lora_layers'])}")
         if backbone:
             sets.insert(0, f"model.name={backbone}")
         cfg = load_recipe(resolve_recipe("text_new_categories"), [*_CLEAR, *sets, "run.progress=false"])
@@ -161,7 +163,8 @@ class FewShotClassifier:
         hidden = self.model.get_base_model().encoder.hidden_size
         metadata = {"family": "text_classification", "backbone": self.cfg.model.name, "hidden_size": hidden,
                     "labels": self.labels, "max_length": self.cfg.model.max_length,
-                    "k_shot": getattr(self, "_k_shot", None), "method": "meta" if self.cfg.adapter.init else "finetune",
+                    "k_shot": getattr(self, "_k_shot", None),
+                    "method": "meta" if self.cfg.adapter.init else "finetune",
                     "meta_init": self.cfg.adapter.init, "algorithm": self.cfg.meta.algorithm}  # fmt: skip
         return save_adapter(self.model, folder, metadata, recipe_to_yaml(self.cfg))
 

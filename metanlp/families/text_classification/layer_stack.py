@@ -1,9 +1,9 @@
 """The layer stack of a BERT-style encoder, run in two parts: embeddings + layers ``[0, k)``, then layers ``[k, L)``.
 
 With LoRA only on the top layers (``adapter.layers``), the embeddings and the layers below the lowest LoRA layer are
-frozen: their output for a text never changes, so :mod:`metanlp.families.text_classification.prefix_cache` computes it once
-(:func:`prefix_states`) and every later pass runs only the LoRA layers (:func:`run_layers`). Both use the backbone's
-own modules and its own attention-mask builder, so the two parts compose to the backbone's ``forward``.
+frozen: their output for a text never changes, so :mod:`metanlp.families.text_classification.prefix_cache` computes it
+once (:func:`prefix_states`) and every later pass runs only the LoRA layers (:func:`run_layers`). Both use the
+backbone's own modules and its own attention-mask builder, so the two parts compose to the backbone's ``forward``.
 
 Supported backbones: encoders with ``embeddings`` and ``encoder.layer`` (a ``ModuleList``) that are not decoders:
 BERT, MiniLM, RoBERTa, XLM-R, ELECTRA ... :func:`encoder_layers` returns None for any other model, and callers then

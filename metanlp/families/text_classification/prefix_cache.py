@@ -112,8 +112,8 @@ class FrozenPrefix:
     """Batches of a text encoder's frozen prefix (embeddings + layers ``[0, start_layer)``), cached per text.
 
     Args:
-        encoder: a :class:`~metanlp.families.text_classification.backbone.TextEncoder` whose backbone :func:`~metanlp.families.text_classification.layer_stack.encoder_layers`
-            supports.
+        encoder: a :class:`~metanlp.families.text_classification.backbone.TextEncoder` whose backbone
+            :func:`~metanlp.families.text_classification.layer_stack.encoder_layers` supports.
         tokenizer: the backbone's tokenizer (right padding).
         start_layer: the lowest layer with LoRA, > 0: the cached states are those entering it.
         cache: where states are kept (may be shared by several families; it serves one identity at a time).

@@ -28,10 +28,10 @@ class ProtoNet(MetaLearner):
 
     ``adapt`` is the family's prototype head and nothing else (0 steps): the linear head ``W = 2 s C``,
     ``b = -s ||C||^2`` gives ``softmax(-s ||x - c||^2)``, the ProtoNet classifier at temperature ``s =
-    task.head_scale`` (:func:`~metanlp.families.text_classification.adapter.prototype_head`). The meta-gradient is the gradient of the query
-    cross-entropy w.r.t. the LoRA weights, with the prototypes computed *with* gradient (Snell et al. Algorithm 1).
-    ProtoNet has no inner learning rate or steps: ``meta.inner_*`` and ``adapt.*`` are ignored, and the encoder runs
-    once on the whole support and query sets (``meta.micro_batch`` does not apply).
+    task.head_scale`` (:func:`~metanlp.families.text_classification.adapter.prototype_head`). The meta-gradient is the
+    gradient of the query cross-entropy w.r.t. the LoRA weights, with the prototypes computed *with* gradient (Snell et
+    al. Algorithm 1). ProtoNet has no inner learning rate or steps: ``meta.inner_*`` and ``adapt.*`` are ignored, and
+    the encoder runs once on the whole support and query sets (``meta.micro_batch`` does not apply).
     """
 
     @classmethod

@@ -1,6 +1,7 @@
 """Build the pieces of a text-classification run from a recipe: backbone + LoRA + task family, samplers.
 
-Recipes (``recipes/*.py`` of this family) only wire these calls and write their loop; anything two recipes need lives here.
+Recipes (``recipes/*.py`` of this family) only wire these calls and write their loop; anything two recipes need
+lives here.
 """
 
 from __future__ import annotations

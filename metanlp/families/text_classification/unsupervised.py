@@ -97,8 +97,8 @@ def cactus_corpus(
         max_length: tokens per text when embedding.
 
     Returns:
-        A :class:`~metanlp.families.text_classification.data.LabelledCorpus` with labels ``p{partition}_c{cluster}`` and groups
-        ``p{partition}``.
+        A :class:`~metanlp.families.text_classification.data.LabelledCorpus` with labels ``p{partition}_c{cluster}``
+        and groups ``p{partition}``.
 
     Raises:
         ValueError: P < 1, some k < 2 or > the number of texts, or no cluster of some partition is big enough.
@@ -135,7 +135,8 @@ class PartitionEpisodeSampler:
     """N-way K-shot episodes whose classes all come from one partition (group) of a corpus.
 
     The partition of ``(seed, rank, step)`` is drawn uniformly among those with at least ``n_way`` classes of at
-    least ``K + Q`` texts; the episode is then :class:`~metanlp.families.text_classification.data.EpisodeSampler`'s over that partition.
+    least ``K + Q`` texts; the episode is then :class:`~metanlp.families.text_classification.data.EpisodeSampler`'s
+    over that partition.
 
     Args:
         corpus: e.g. :func:`cactus_corpus` output (group = partition).

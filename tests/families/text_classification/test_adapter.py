@@ -1,4 +1,5 @@
-"""metanlp.families.text_classification.adapter and metanlp.core.saving: prototype head, peft round trip with head, clear errors."""
+"""metanlp.families.text_classification.adapter and metanlp.core.saving: prototype head, peft round trip with head,
+clear errors."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""metanlp.families.text_classification.baselines: logistic regression on frozen embeddings predicts a real task far above chance."""
+"""metanlp.families.text_classification.baselines: logistic regression on frozen embeddings predicts a real task far
+above chance."""
 
 from __future__ import annotations
 

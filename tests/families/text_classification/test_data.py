@@ -1,4 +1,5 @@
-"""metanlp.families.text_classification.data: corpora, disjoint class splits, seeded N-way K-shot sampling, clear errors."""
+"""metanlp.families.text_classification.data: corpora, disjoint class splits, seeded N-way K-shot sampling, clear
+errors."""
 
 import json
 from pathlib import Path

@@ -49,7 +49,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     setup.model.to(accelerator.device)
     corpus, splits = task_samplers(cfg)
     t = cfg.task
-    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.families.text_classification.unsupervised); dataset gives val/test
+    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.families.text_classification.unsupervised);
+        # dataset gives val/test
         from metanlp.families.text_classification.unsupervised import cactus_sampler
 
         with setup.model.disable_adapter():  # cluster the pretrained backbone's embeddings
