@@ -1,4 +1,4 @@
-"""Bench: the meta-val chrF curve of a translation meta-training run, with the inits it has to beat on the same episodes.
+"""Bench: the meta-val chrF curve of a translation meta-training run, beside the inits it has to beat.
 
 The run's ``log.jsonl`` holds ``val_chrf`` every ``meta.eval_every`` outer steps: the meta-learned init at that step,
 adapted (``meta.inner_steps`` SGD steps at ``meta.inner_lr``) to each meta-val episode (``meta.val_episodes``, round

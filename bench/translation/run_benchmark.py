@@ -214,8 +214,10 @@ def main() -> None:  # noqa: C901, PLR0915 - a bench script that reads top to bo
                 rows[row_name(method, suffix)] = {"pair": name, "k": len(ep.support), "chrf": scores["chrf"],
                                                   "bleu": scores["bleu"], "adapt_s": adapt_s,
                                                   "translate_s": time.perf_counter() - t0}  # fmt: skip
-                log(f"{row_name(method, suffix)} {name}: chrF {scores['chrf']:.1f} BLEU {scores['bleu']:.1f} "
-                    f"(adapt {adapt_s:.0f} s, translate {rows[row_name(method, suffix)]['translate_s']:.0f} s)")
+                log(
+                    f"{row_name(method, suffix)} {name}: chrF {scores['chrf']:.1f} BLEU {scores['bleu']:.1f} "
+                    f"(adapt {adapt_s:.0f} s, translate {rows[row_name(method, suffix)]['translate_s']:.0f} s)"
+                )
             for row, record in rows.items():  # all reads of (method, pair) together: a rerun redoes none or all
                 results["per_pair"].setdefault(row, []).append(record)
             results["metrics"] = summarise(results)
