@@ -102,12 +102,28 @@ def main() -> None:  # noqa: C901, PLR0915 - a bench script that reads top to bo
     ap.add_argument("--methods", default="prompting,finetune,multitask,meta")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override")
     ap.add_argument("--out", default="results.json", help="results file in bench/translation/")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="run only these of --pairs (LANG:K,...); same setting, so two processes "
+        "sharing the cores can split the pairs (each with its own --out, started from a copy of the "
+        "results file so the meta-val choices are reused) and --merge joins them",
+    )
+    ap.add_argument(
+        "--merge",
+        default="",
+        help="results file in bench/translation/ whose per-pair rows are added "
+        "to --out (same setting required), then the tables are rewritten",
+    )
     ap.add_argument("--table", action="store_true", help="print the tables of the results file and stop")
     ap.add_argument("--smoke", action="store_true", help="tiny random model, minutes: checks the code path only")
     args = ap.parse_args()
     out_path = HERE / ("smoke_results.json" if args.smoke else args.out)
     if args.table:
         print(table(json.loads(out_path.read_text(encoding="utf-8"))))  # noqa: T201
+        return
+    if args.merge:
+        merge_results(out_path, HERE / args.merge)
         return
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a shared, oversubscribed machine: 1 is far faster
     overrides = ["run.progress=false", "run.threads=1", *args.overrides]
@@ -195,7 +211,12 @@ def main() -> None:  # noqa: C901, PLR0915 - a bench script that reads top to bo
         log(f"meta-val {method}: budget {row.get('chosen')} val chrF {row['val_chrf']} ({row['seconds']:.0f} s)")
         write_json_atomic(out_path, results)
 
+    only = {f"en->{x.split(':')[0]}:K={x.split(':')[1]}" for x in args.only.split(",") if x}
+    if only - set(episodes):
+        raise SystemExit(f"--only {sorted(only - set(episodes))}: not among --pairs {sorted(episodes)}")
     for name, ep in episodes.items():
+        if only and name not in only:
+            continue
         for method in methods:
             if any(r["pair"] == name for r in results["per_pair"].get(row_name(method, "_bm25"), [])):
                 continue  # done by an earlier (killed) run
@@ -225,9 +246,30 @@ def main() -> None:  # noqa: C901, PLR0915 - a bench script that reads top to bo
     results["metrics"] = summarise(results)
     results["best_reads"] = best_reads(results)
     write_json_atomic(out_path, results)
-    if not args.smoke:
+    if not args.smoke and not only:
         write_json_atomic(HERE / "metrics.json", results["metrics"])
     log("\n" + table(results))
+
+
+def merge_results(out_path: Path, other_path: Path) -> None:
+    """Add the per-pair rows of ``other_path`` that ``out_path`` lacks (same setting), then rewrite the summaries.
+
+    Raises:
+        SystemExit: the two files were run with different settings (meta-run, held-out pairs, sentences, budgets).
+    """
+    results = json.loads(out_path.read_text(encoding="utf-8"))
+    other = json.loads(other_path.read_text(encoding="utf-8"))
+    if results.get("setting") != other.get("setting"):
+        raise SystemExit(f"{other_path.name}: setting {other.get('setting')} differs from {out_path.name}'s")
+    for row, records in other["per_pair"].items():
+        have = {r["pair"] for r in results["per_pair"].setdefault(row, [])}
+        results["per_pair"][row] += [r for r in records if r["pair"] not in have]
+    results["metrics"] = summarise(results)
+    results["best_reads"] = best_reads(results)
+    write_json_atomic(out_path, results)
+    if out_path.name == "results.json":
+        write_json_atomic(HERE / "metrics.json", results["metrics"])
+    log(f"merged {other_path.name} into {out_path.name}\n" + table(results))
 
 
 if __name__ == "__main__":
