@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metanlp.core.config import MetaConfig
+from metanlp.core.inner_loop import loss_and_grads
 from metanlp.core.protocols import Params, TaskFamily
 
 __all__ = ["MultitaskResult", "equal_compute_passes", "multitask_train"]
@@ -54,6 +55,7 @@ def multitask_train(
     passes: int,
     lr: float,
     progress: bool = False,
+    micro_batch: int = 0,
 ) -> MultitaskResult:
     """Train ``params`` in place with Adam on one meta-train episode's support set per pass.
 
@@ -65,6 +67,9 @@ def multitask_train(
         passes: optimiser steps (see :func:`equal_compute_passes`).
         lr: Adam learning rate (the outer learning rate, as meta-training's optimiser).
         progress: show a tqdm bar.
+        micro_batch: examples per forward/backward pass (``meta.micro_batch``; 0 = the whole support set): the
+            gradient of a pass stays the support set's (:func:`~metanlp.core.inner_loop.loss_and_grads`), as in
+            meta-training's inner loop, so both cost the same per pass.
 
     Raises:
         ValueError: ``passes < 1``.
@@ -78,11 +83,12 @@ def multitask_train(
     for i in tqdm(range(passes), desc="multi-task baseline", unit="pass", disable=not progress):
         support, _ = task.batches(episode_fn(i))
         with torch.enable_grad():
-            loss = task.loss(params, support)
-            opt.zero_grad()
-            loss.backward()
+            loss, grads = loss_and_grads(task, params, support, micro_batch=micro_batch)
+        for p, g in zip(leaves, grads, strict=True):
+            p.grad = g
         opt.step()
-        losses.append(loss.item())
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss)
     tail = losses[-10:]
     result = MultitaskResult(passes, time.perf_counter() - start, sum(tail) / len(tail))
     log.info("multi-task baseline: %d passes in %.0f s, final loss %.3f", passes, result.seconds, result.final_loss)

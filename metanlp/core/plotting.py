@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOG_FILE", "PLOT_FILE", "moving_average", "plot_curves", "read_log"]
+__all__ = ["LOG_FILE", "PLOT_FILE", "moving_average", "plot_curves", "read_log", "val_ylim"]
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,42 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int = 10, dpi: int = 120) -> Path:
-    """Draw meta-train query loss (raw and moving average) and meta-val accuracy against the outer step.
+def val_ylim(metric: str, highs: list[float]) -> tuple[float, float]:
+    """Y range of the meta-val panel: ``(0, 100)`` for accuracy (%); for chrF (0-100, but a few-shot curve sits low)
+    ``(0, 1.15 * the highest point)``, rounded up to a multiple of 5 (at least 5), so a curve at 10-20 chrF is not
+    flattened against a 0-100 axis.
+
+    Args:
+        metric: ``accuracy`` or ``chrf``.
+        highs: the highest values drawn (means + CI, reference lines), in the panel's units.
+
+    Example:
+        >>> val_ylim("chrf", [12.0, 17.5]), val_ylim("accuracy", [40.0])
+        ((0.0, 25.0), (0.0, 100.0))
+    """
+    if metric == "accuracy" or not highs:
+        return 0.0, 100.0
+    top = 1.15 * max(highs)
+    return 0.0, float(max(5.0, min(100.0, 5.0 * -(-top // 5))))
+
+
+def plot_curves(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    window: int = 10,
+    dpi: int = 120,
+    baselines: dict[str, float] | None = None,
+) -> Path:
+    """Draw meta-train query loss (raw and moving average) and meta-val accuracy (or chrF) against the outer step.
 
     Args:
         run_dir: a ``metanlp meta-train`` output folder (``run.output_dir``).
         out: PNG path; default ``run_dir/curves.png``. Written atomically (temporary file, then rename).
         window: outer steps in the loss moving average.
         dpi: resolution of the PNG (dots per inch; the figure is 11 x 4 inches).
+        baselines: ``{label: value}`` drawn as dashed horizontal lines on the meta-val panel, in its units (accuracy
+            in %, chrF 0-100), e.g. the meta-val chrF of the pretrained backbone (no meta-training) on the same
+            episodes.
 
     Returns:
         The path of the PNG.
@@ -119,9 +147,13 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int 
     ax_loss.set(xlabel="outer step", ylabel="query loss (cross-entropy)", title="meta-train query loss")
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
+    highs = list((baselines or {}).values())
+    for i, (label, value) in enumerate((baselines or {}).items()):
+        ax_acc.axhline(value, color=f"C{i + 3}", linestyle="--", linewidth=1.5, label=label)
     if val:
         acc = [scale * float(e[f"val_{metric}"]) for e in val]
         ci = [scale * float(e.get("val_ci95", 0.0)) for e in val]
+        highs += [a + c for a, c in zip(acc, ci, strict=True)]
         ax_acc.errorbar([e["step"] for e in val], acc, yerr=ci, color="tab:green", marker="o", capsize=3,
                         label="mean ± 95% CI over episodes")  # fmt: skip
         ax_acc.legend(loc="lower right")
@@ -133,7 +165,7 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, window: int 
         ylabel=f"{metric} (%)" if metric == "accuracy" else "chrF",
         title=f"meta-val {metric}",
         xlim=ax_loss.get_xlim(),
-        ylim=(0, 100),
+        ylim=val_ylim(metric, highs),
     )
     ax_acc.grid(alpha=0.3)
     fig.suptitle(f"{Path(run_dir).resolve().name}: {len(steps)} outer steps")

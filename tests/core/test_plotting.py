@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from metanlp.cli import main
-from metanlp.core.plotting import moving_average, plot_curves, read_log
+from metanlp.core.plotting import moving_average, plot_curves, read_log, val_ylim
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -88,3 +88,20 @@ def test_moving_average_matches_a_convolution() -> None:
     np.testing.assert_allclose(moving_average(values, window), expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="window must be >= 1"):
         moving_average(values, 0)
+
+
+def test_chrf_axis_fits_the_curve_and_baselines_are_drawn(tmp_path: Path) -> None:
+    assert val_ylim("accuracy", [12.0]) == (0.0, 100.0)
+    assert val_ylim("chrf", [12.0, 17.5]) == (0.0, 25.0)  # 1.15 * 17.5 = 20.1 -> 25
+    assert val_ylim("chrf", [1.0]) == (0.0, 5.0)
+    assert val_ylim("chrf", [95.0]) == (0.0, 100.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    events = [{"step": s, "query_loss": 3.0 - 0.01 * s} for s in range(1, 31)]
+    for e in events[9::10]:
+        e.update(val_chrf=12.0 + e["step"] / 10, val_ci95=1.0, val_bleu=1.0)
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    plain = imread(plot_curves(run, tmp_path / "plain.png"))
+    lines = imread(plot_curves(run, tmp_path / "lines.png", baselines={"pretrained": 13.0, "multi-task": 16.0}))
+    right = slice(plain.shape[1] // 2, None)  # the meta-val panel
+    assert np.abs(plain[:, right, :3] - lines[:, right, :3]).max() > 0.3, "baselines not drawn"

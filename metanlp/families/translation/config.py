@@ -19,6 +19,9 @@ class TranslationConfig:
         val_languages: languages whose pairs form meta-val (tuning the inner learning rate); never meta-trained on.
         test_languages: held-out languages for evaluation; no pair with them, in either direction, is meta-trained on.
         max_chars: drop corpus pairs whose longer side has more characters than this (0 = keep all).
+        pair_alpha: meta-training (and multi-task) episodes draw a directed pair with probability proportional to
+            its number of sentence pairs to this power: 0 = uniform over directed pairs, 1 = proportional to data,
+            0.5 = square-root sampling (default; :class:`~metanlp.families.translation.pairs.PairEpisodeSampler`).
         source_lang: code of the user's source language (``new_language_pair``).
         target_lang: code of the user's target language (``new_language_pair``).
         language_names: extra ``code: Name`` entries for the prompt (codes metanlp does not list).
@@ -42,6 +45,7 @@ class TranslationConfig:
     val_languages: list[str] = field(default_factory=lambda: ["sw", "cy"])
     test_languages: list[str] = field(default_factory=lambda: ["zu", "so", "mt", "xh"])
     max_chars: int = 200
+    pair_alpha: float = 0.5
     source_lang: str = ""
     target_lang: str = ""
     language_names: dict[str, str] = field(default_factory=dict)
@@ -58,6 +62,8 @@ class TranslationConfig:
             raise ConfigError(f"translation.val_languages and translation.test_languages share {sorted(shared)}")
         if self.source_lang and self.source_lang == self.target_lang:
             raise ConfigError(f"translation.source_lang and translation.target_lang are both {self.source_lang!r}")
+        if self.pair_alpha < 0:
+            raise ConfigError(f"translation.pair_alpha={self.pair_alpha} must be >= 0 (0 = uniform over pairs)")
         if self.max_length < 8 or self.max_new_tokens < 1 or self.prompt_shots < 0:
             raise ConfigError(
                 f"translation.max_length={self.max_length} must be >= 8, max_new_tokens={self.max_new_tokens} >= 1, "

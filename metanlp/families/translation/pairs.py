@@ -212,15 +212,26 @@ class PairEpisode:
 class PairEpisodeSampler:
     """K-shot episodes over directed language pairs, seeded by ``(seed, rank, step)``.
 
+    A task (directed pair) is drawn with probability proportional to ``n ** alpha``, ``n`` being its number of
+    sentence pairs: ``alpha = 0`` draws tasks uniformly, ``alpha = 1`` in proportion to their data, and the default
+    ``0.5`` (square-root, "temperature" sampling with T = 2) sits between, as multilingual NMT does to keep large pairs
+    from drowning small ones (Arivazhagan et al. 2019, "Massively Multilingual Neural Machine Translation in the
+    Wild", arXiv:1907.05019, sec. 4.2; Conneau & Lample 2019, arXiv:1901.07291, sec. 3.1).
+
     Args:
         corpus: the pairs.
         tasks: the directed pairs of this split.
         k_shot: support pairs per episode.
         q_query: query pairs per episode.
         seed: run seed.
+        alpha: exponent of the task probabilities, ``>= 0`` (``translation.pair_alpha``).
+
+    Attributes:
+        probabilities: ``(n_tasks,)`` float64, the draw probability of each task of ``tasks`` (sorted), summing to 1.
 
     Raises:
-        ValueError: ``tasks`` is empty or a task has fewer than ``k_shot + q_query`` pairs (the message names it).
+        ValueError: ``tasks`` is empty, a task has fewer than ``k_shot + q_query`` pairs (the message names it), or
+            ``alpha < 0``.
 
     Example:
         >>> corpus = PairCorpus({("en", "de"): [(f"e{i}", f"d{i}") for i in range(5)]})
@@ -229,27 +240,55 @@ class PairEpisodeSampler:
         ('de', 2, 3, True)
     """
 
-    def __init__(self, corpus: PairCorpus, tasks: list[tuple[str, str]], k_shot: int, q_query: int, seed: int = 0):
+    def __init__(
+        self,
+        corpus: PairCorpus,
+        tasks: list[tuple[str, str]],
+        k_shot: int,
+        q_query: int,
+        seed: int = 0,
+        alpha: float = 0.5,
+    ):
         if not tasks:
             raise ValueError(f"{corpus.source}: no language pairs in this split")
+        if alpha < 0:
+            raise ValueError(f"pair sampling exponent alpha={alpha} must be >= 0 (translation.pair_alpha)")
         self.tasks = sorted(tasks)
-        self.k_shot, self.q_query, self.seed = k_shot, q_query, seed
+        self.k_shot, self.q_query, self.seed, self.alpha = k_shot, q_query, seed, alpha
         self.pool = {t: corpus.directed(*t) for t in self.tasks}
         for t, pairs in self.pool.items():
             if len(pairs) < k_shot + q_query:
                 raise ValueError(
                     f"{corpus.source}: {t[0]}->{t[1]} has {len(pairs)} pairs, fewer than K + Q = {k_shot} + {q_query}"
                 )
+        weights = np.array([len(self.pool[t]) for t in self.tasks], dtype=np.float64) ** alpha
+        self.probabilities = weights / weights.sum()
 
-    def sample(self, step: int, rank: int = 0) -> PairEpisode:
-        """The episode of ``(seed, rank, step)``: one task drawn uniformly, then K + Q of its pairs."""
+    def sample(self, step: int, rank: int = 0, task: tuple[str, str] | None = None) -> PairEpisode:
+        """The episode of ``(seed, rank, step)``: one task drawn with :attr:`probabilities` (or ``task``, given),
+        then K + Q of its pairs.
+
+        Raises:
+            ValueError: ``task`` is not one of this sampler's tasks.
+        """
         rng = np.random.default_rng([self.seed, rank, step])
-        task = self.tasks[int(rng.integers(len(self.tasks)))]
+        if self.alpha == 0:  # uniform: the draw of metanlp <= 0.x, so alpha 0 repeats earlier runs' episodes
+            drawn = self.tasks[int(rng.integers(len(self.tasks)))]
+        else:
+            drawn = self.tasks[int(rng.choice(len(self.tasks), p=self.probabilities))]
+        if task is not None and task not in self.pool:
+            raise ValueError(f"{task[0]}->{task[1]} is not a task of this sampler: {self.tasks}")
+        task = task or drawn  # drawn either way, so a given task leaves the pairs' random stream where it was
         pairs = self.pool[task]
         order = rng.permutation(len(pairs))
         support = [pairs[i] for i in order[: self.k_shot]]
         query = [pairs[i] for i in order[self.k_shot : self.k_shot + self.q_query]]
         return PairEpisode(task[0], task[1], support, query)
+
+    def round_robin(self, n: int) -> list[PairEpisode]:
+        """``n`` episodes cycling through the tasks in order (episode ``i`` is of task ``i % n_tasks``, drawn at step
+        ``i``): fixed meta-val episodes that cover every direction equally, whatever ``alpha``."""
+        return [self.sample(i, task=self.tasks[i % len(self.tasks)]) for i in range(n)]
 
 
 def read_user_pairs(path: str | Path) -> list[tuple[str, str]]:

@@ -46,6 +46,36 @@ def test_sampler_is_seeded_disjoint_and_directed():
         assert all(src.startswith(lang) for src, _ in ep.support + ep.query)
 
 
+def _skewed() -> PairCorpus:
+    """Directed-pair sizes 400, 100 and 25: square roots 20, 10, 5."""
+    sizes = {"de": 400, "fr": 100, "zu": 25}
+    return PairCorpus({("en", x): [(f"en {i}", f"{x} {i}") for i in range(n)] for x, n in sizes.items()})
+
+
+def test_sampler_draws_pairs_in_proportion_to_size_to_the_alpha():
+    tasks = [("en", "de"), ("en", "fr"), ("en", "zu")]
+    expected = {0.0: [1 / 3, 1 / 3, 1 / 3], 0.5: [20 / 35, 10 / 35, 5 / 35], 1.0: [400 / 525, 100 / 525, 25 / 525]}
+    for alpha, probs in expected.items():
+        sampler = PairEpisodeSampler(_skewed(), tasks, k_shot=4, q_query=4, seed=3, alpha=alpha)
+        assert sampler.probabilities == pytest.approx(probs)
+        drawn = [sampler.sample(step).target_lang for step in range(3000)]
+        freq = [drawn.count(x) / len(drawn) for x in ("de", "fr", "zu")]
+        assert freq == pytest.approx(probs, abs=0.03), alpha  # 3000 draws: sd <= 0.009
+    with pytest.raises(ValueError, match="alpha=-1 must be >= 0"):
+        PairEpisodeSampler(_skewed(), tasks, k_shot=4, q_query=4, alpha=-1)
+
+
+def test_round_robin_covers_every_task_and_sample_takes_a_task():
+    tasks = [("en", "de"), ("en", "fr"), ("en", "zu")]
+    sampler = PairEpisodeSampler(_skewed(), tasks, k_shot=4, q_query=4, seed=3, alpha=1.0)
+    eps = sampler.round_robin(6)
+    assert [e.target_lang for e in eps] == ["de", "fr", "zu"] * 2
+    assert eps == sampler.round_robin(6)
+    assert sampler.sample(7, task=("en", "zu")).target_lang == "zu"
+    with pytest.raises(ValueError, match="de->en is not a task"):
+        sampler.sample(0, task=("de", "en"))
+
+
 def test_sampler_rejects_too_few_pairs():
     with pytest.raises(ValueError, match=r"en->de has 10 pairs, fewer than K \+ Q = 8 \+ 3"):
         PairEpisodeSampler(_corpus(), [("en", "de")], k_shot=8, q_query=3)

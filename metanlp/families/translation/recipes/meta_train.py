@@ -51,13 +51,15 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     texts = [x for key, pairs in corpus.pairs.items() if set(key) <= set(train_langs) for p in pairs for x in p]
     setup = build_translation(cfg, texts, train_langs)
     setup.model.to(accelerator.device)
-    sampler = PairEpisodeSampler(corpus, splits.train, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed)
+    sampler = PairEpisodeSampler(corpus, splits.train, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed,
+                                 alpha=t.pair_alpha)  # fmt: skip
     learner = build_learner(cfg.meta, budget=adaptation_budget(cfg))  # inner loop: the first steps of adapt.*
     val_eps = None
     if splits.val and cfg.meta.eval_every:  # meta-val language pairs: adapt, translate the query set, chrF
         val = PairEpisodeSampler(corpus, splits.val, cfg.task.k_shot, cfg.task.q_query, seed=cfg.run.seed + 1)
-        val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
-    log.info("meta-training on %d directed pairs (%d languages); held out: %s", len(splits.train), len(train_langs),
+        val_eps = val.round_robin(cfg.meta.val_episodes)  # every meta-val direction alike
+    log.info("meta-training on %d directed pairs (%d languages; pair_alpha %.2f, largest pair drawn %.1f%%); "
+             "held out: %s", len(splits.train), len(train_langs), t.pair_alpha, 100 * sampler.probabilities.max(),
              sorted(set(t.val_languages) | set(t.test_languages)))  # fmt: skip
     result = meta_train(setup.task, learner, setup.meta_params, lambda i: sampler.sample(i), cfg.meta,
                         cfg.run.output_dir, accelerator, val_eps, cfg.run.progress)  # fmt: skip
@@ -71,6 +73,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         "algorithm": cfg.meta.algorithm,
         "meta_train_pairs": [f"{a}->{b}" for a, b in splits.train],
         "held_out_languages": sorted(set(t.val_languages) | set(t.test_languages)),
+        "pair_alpha": t.pair_alpha,
         "k_shot": cfg.task.k_shot,
         "inner_steps": cfg.meta.inner_steps,
         "inner_lr": cfg.meta.inner_lr,
@@ -91,7 +94,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
                     p.copy_(setup.pretrained[name])
             passes = equal_compute_passes(cfg.meta, result.steps)
             base = multitask_train(setup.task, setup.meta_params, lambda i: sampler.sample(10**7 + i), passes,
-                                   cfg.meta.outer_lr, cfg.run.progress)  # fmt: skip
+                                   cfg.meta.outer_lr, cfg.run.progress, cfg.meta.micro_batch)  # fmt: skip
             summary["multitask"] = asdict(base)
             save_translation_adapter(setup, out / "multitask_adapter", {**metadata, "algorithm": "multitask"},
                                      recipe_to_yaml(cfg), summary)  # fmt: skip
