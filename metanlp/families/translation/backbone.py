@@ -1,7 +1,8 @@
 """Translation backbones: load a causal LM (default Gemma-3-270m base) or a seq2seq model, or a tiny random one.
 
 The default ``google/gemma-3-270m`` resolves to the folder converted once from the PyPI GGUF package
-(:mod:`metanlp.families.translation.gguf`); any ``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM`` name or folder works the same way.
+(:mod:`metanlp.families.translation.gguf`); any ``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM`` name or folder
+works the same way.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Generation is greedy and stops at the first newline piece or the end-of-sequence
 writing further ``English: ...`` lines is cut at the line end, the same for every method. A seq2seq model reads the
 prompt in its encoder and generates the target.
 
-With a :class:`~metanlp.families.translation.vocab_pruning.VocabMap`, the model's vocabulary is pruned; token ids are mapped old -> new on
-the way in and new -> old on the way out, so the original tokenizer is used unchanged.
+With a :class:`~metanlp.families.translation.vocab_pruning.VocabMap`, the model's vocabulary is pruned; token ids are
+mapped old -> new on the way in and new -> old on the way out, so the original tokenizer is used unchanged.
 
 Training batches carry the frozen prefix's output as ``hidden_states``
 (:mod:`metanlp.families.translation.prefix_cache`), computed once per batch: with LoRA on the top decoder layers
@@ -46,7 +46,8 @@ class TranslationFamily:
     Args:
         model: a peft model (LoRA attached) over ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM``.
         tokenizer: the backbone's (unpruned) tokenizer.
-        vocab: the pruning map when the model's vocabulary was pruned (:func:`~metanlp.families.translation.vocab_pruning.prune_causal_lm`).
+        vocab: the pruning map when the model's vocabulary was pruned
+            (:func:`~metanlp.families.translation.vocab_pruning.prune_causal_lm`).
         max_length: tokens per training example (prompt + target); longer targets are truncated.
         max_new_tokens: generation budget per sentence (tokens).
         language_names: extra ``code -> name`` entries for the prompt.
@@ -100,7 +101,8 @@ class TranslationFamily:
 
     def loss_weight(self, batch: Batch) -> int:
         """Target tokens :meth:`loss` is a mean over in ``batch`` (a causal LM predicts token t + 1 at position t),
-        so micro-batch losses weighted by it sum to the full batch's (:func:`metanlp.core.inner_loop.loss_and_grads`)."""
+        so micro-batch losses weighted by it sum to the full batch's
+        (:func:`metanlp.core.inner_loop.loss_and_grads`)."""
         labels = batch["labels"] if self.seq2seq else batch["labels"][:, 1:]
         return int((labels != -100).sum())
 

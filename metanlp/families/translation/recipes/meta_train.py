@@ -4,7 +4,8 @@ Run: ``metanlp meta-train recipes/translation/translation_meta_train.yaml [--set
 Each task is one directed language pair of the meta-train split (held-out languages never appear, in either
 direction); the support set is ``task.k_shot`` pairs and the query set ``task.q_query`` further pairs. The inner loop
 is FOMAML's ``adapt`` (``meta.inner_steps`` SGD steps at ``meta.inner_lr``): the same procedure that
-``recipes/translation/new_language_pair.yaml`` runs at adaptation time. The outer loop is :func:`metanlp.core.meta_train.meta_train`.
+``recipes/translation/new_language_pair.yaml`` runs at adaptation time. The outer loop is
+:func:`metanlp.core.meta_train.meta_train`.
 Writes ``run.output_dir``/{adapter/, checkpoints/last/, log.jsonl, recipe.yaml, run_info.json, metrics.json}, and
 with ``translation.multitask_baseline`` also ``multitask_adapter/``: the multi-task transfer baseline (b) at equal
 compute (:mod:`metanlp.core.multitask`), for ``recipes/translation/new_language_pair.yaml``'s side-by-side scores.

@@ -1,7 +1,8 @@
 """Recipe: a translation adapter for a new language pair from a few sentence pairs.
 
-Run: ``metanlp adapt recipes/translation/new_language_pair.yaml --set data.support=pairs.tsv --set translation.source_lang=en
---set translation.target_lang=zu [--set data.predict=sentences.txt] [--set data.eval=held_out.tsv]``.
+Run: ``metanlp adapt recipes/translation/new_language_pair.yaml --set data.support=pairs.tsv
+--set translation.source_lang=en --set translation.target_lang=zu [--set data.predict=sentences.txt]
+[--set data.eval=held_out.tsv]``.
 Starts from the meta-learned init in ``adapter.init`` (or the pretrained backbone when empty), adapts with the
 learner's inner loop (``adapt.steps`` / ``adapt.lr``; -1 = the ``meta.*`` values, the procedure used at
 meta-training), and writes ``run.output_dir/adapter/`` (stock peft + ``metanlp.json``), ``translations.tsv`` for
@@ -256,7 +257,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     with staged_run(cfg, "new_language_pair") as out:  # replaces run.output_dir only when complete
         save_translation_adapter(setup, out / "adapter", metadata, recipe_to_yaml(cfg), metrics)
         if sentences:
-            write_text_atomic(out / "translations.tsv",
-                              "".join(f"{s}\t{x}\n" for s, x in zip(sentences, translations, strict=True)))  # fmt: skip
+            lines = "".join(f"{s}\t{x}\n" for s, x in zip(sentences, translations, strict=True))
+            write_text_atomic(out / "translations.tsv", lines)
         write_json_atomic(out / "metrics.json", metrics)
     return metrics
