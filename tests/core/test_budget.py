@@ -25,7 +25,9 @@ def test_inner_loop_procedure_is_full_batch_sgd_at_the_meta_values(root: Path) -
     cfg = load_recipe(root / "recipes" / "translation" / "new_language_pair.yaml")
     budget = adaptation_budget(cfg)
     assert (budget.optimizer, budget.lr, budget.momentum) == ("sgd", cfg.meta.inner_lr, 0.0)
-    assert budget.total_steps(16) == cfg.meta.inner_steps and budget.batch_for(16) == 16
+    assert budget.total_steps(16) == cfg.adapt.steps and budget.batch_for(16) == 16  # the meta-val choice
+    same = load_recipe(root / "recipes" / "translation" / "new_language_pair.yaml", ["adapt.steps=-1"])
+    assert adaptation_budget(same).total_steps(16) == same.meta.inner_steps  # -1: meta-training's inner loop
     over = load_recipe(root / "recipes" / "translation" / "new_language_pair.yaml", ["adapt.steps=7", "adapt.lr=0.1"])
     assert adaptation_budget(over).total_steps(16) == 7 and adaptation_budget(over).lr == 0.1
     assert adaptation_learner(over).inner_steps == 7  # SGD learners read the same numbers
