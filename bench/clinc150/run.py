@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -46,7 +47,9 @@ def markdown(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "clinc150"))
+    parser.add_argument(  # relative to the working directory, so results files hold no machine's absolute path
+        "--data", default=os.path.relpath(ROOT.parent / "shared" / "data" / "clinc150")
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_clinc150"))
     parser.add_argument("--results", default="", help="results JSON (default bench/clinc150/results.json)")

@@ -48,6 +48,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("METANLP_CACHE", Path.home() / ".cache" / "metanlp")).expanduser()
 
 
+def _check_choice(key: str, value: str, names: list[str]) -> None:
+    """Raise :class:`ConfigError` naming ``key``, ``value``, the valid names and the closest one (a likely typo)."""
+    if value not in names:
+        hint = f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(value, names, n=1)) else ""
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(names)}{hint}")
+
+
 @dataclass
 class ModelConfig:
     """The pretrained backbone.
@@ -96,9 +103,8 @@ class AdapterConfig:
         init: folder of a meta-learned adapter to start from (``metanlp meta-train`` output ``adapter/``);
             empty = start from the pretrained backbone.
         multitask_init: folder of the multi-task transfer adapter (``metanlp meta-train`` output
-            ``multitask_adapter/``, see ``translation.multitask_baseline`` /
-            ``text_classification.multitask_baseline``); ``adapt`` and ``evaluate`` adapt it like the fine-tune and
-            score it as method (d). Empty = no (d) row.
+            ``multitask_adapter/``); ``adapt`` and ``evaluate`` adapt it like the fine-tune and score it as method
+            (d). Empty = no (d) row.
     """
 
     r: int = 8
@@ -188,22 +194,16 @@ class TaskConfig:
         if self.cactus_partitions < 1 or not self.cactus_clusters or min(self.cactus_clusters) < 2:
             raise ConfigError(f"task.cactus_partitions={self.cactus_partitions} must be >= 1 and every "
                               f"task.cactus_clusters={list(self.cactus_clusters)} >= 2")  # fmt: skip
-        families = registry.family_names()
-        if self.family not in families:
-            close = difflib.get_close_matches(self.family, families, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"task.family={self.family!r} is not one of {', '.join(families)}{hint}")
+        _check_choice("task.family", self.family, registry.family_names())
         if self.split_by not in ("group", "seed"):
             raise ConfigError(f"task.split_by={self.split_by!r} must be 'group' or 'seed'")
         if self.split_by == "group" and not self.meta_test_groups:
             raise ConfigError("task.split_by=group needs task.meta_test_groups (the held-out groups)")
-        overlap = set(self.meta_train_groups) & (set(self.meta_val_groups) | set(self.meta_test_groups))
-        if overlap:
+        if overlap := set(self.meta_train_groups) & (set(self.meta_val_groups) | set(self.meta_test_groups)):
             raise ConfigError(f"task.meta_train_groups and meta_val/test_groups share {sorted(overlap)}")
         if self.k_shot < 1 or self.q_query < 1 or self.n_way < 0:
-            raise ConfigError(
-                f"task.k_shot={self.k_shot} and task.q_query={self.q_query} must be >= 1, task.n_way={self.n_way} >= 0"
-            )
+            raise ConfigError(f"task.k_shot={self.k_shot} and task.q_query={self.q_query} must be >= 1, "
+                              f"task.n_way={self.n_way} >= 0")  # fmt: skip
 
 
 @dataclass
@@ -250,11 +250,7 @@ class MetaConfig:
     inner_lr_outer_lr: float = 0.0
 
     def __post_init__(self) -> None:
-        learners = registry.learner_names()
-        if self.algorithm not in learners:
-            close = difflib.get_close_matches(self.algorithm, learners, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"meta.algorithm={self.algorithm!r} is not one of {', '.join(learners)}{hint}")
+        _check_choice("meta.algorithm", self.algorithm, registry.learner_names())
         if self.inner_lr <= 0 or self.outer_lr <= 0 or self.head_scale <= 0 or self.inner_lr_outer_lr < 0:
             raise ConfigError(f"meta.inner_lr={self.inner_lr}, meta.outer_lr={self.outer_lr} and meta.head_scale="
                               f"{self.head_scale} must be > 0, meta.inner_lr_outer_lr={self.inner_lr_outer_lr} >= 0")
