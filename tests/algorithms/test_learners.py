@@ -14,6 +14,7 @@ from metanlp.algorithms.fomaml import FOMAML
 from metanlp.algorithms.maml import MAML
 from metanlp.algorithms.metasgd import LR_PREFIX, TASK_LR, MetaSGD
 from metanlp.algorithms.reptile import Reptile
+from metanlp.core.budget import AdaptBudget
 from metanlp.core.config import AdapterConfig, MetaConfig, TaskConfig
 from metanlp.core.inner_loop import inner_loop
 from metanlp.core.registry import learner_names
@@ -245,6 +246,24 @@ def test_anil_adapts_only_the_head_and_protonet_is_anil_without_steps(text_task)
     for k in meta:
         torch.testing.assert_close(anil0[k], proto[k])
     for k, v in ProtoNet().adapt(task, meta, support).items():
+        assert torch.equal(v, start[k])
+
+
+def test_protonet_adapts_with_the_budget_like_fomaml_and_without_steps_is_the_prototype_head(text_task) -> None:  # noqa: ANN001
+    """With a budget, ProtoNet's init is fine-tuned exactly as FOMAML's (b/c/d share one rule); a budget of no step
+    gives back the prototype head."""
+    task, meta, episode = text_task
+    support, query = task.batches(episode)
+    budget = AdaptBudget(batch_size=0, steps=4, lr=1e-2)
+    tuned = ProtoNet(budget=budget).adapt(task, meta, support)
+    for k, v in FOMAML(budget=budget).adapt(task, meta, support).items():
+        torch.testing.assert_close(tuned[k], v)
+    start = task.init_fast_weights(meta, support)
+    assert not torch.allclose(tuned[task.head_weight], start[task.head_weight])
+    with torch.no_grad():
+        assert task.loss(tuned, support).item() < task.loss(start, support).item()
+    none = ProtoNet(budget=AdaptBudget(epochs=0, min_steps=0, steps=0)).adapt(task, meta, support)
+    for k, v in none.items():
         assert torch.equal(v, start[k])
 
 

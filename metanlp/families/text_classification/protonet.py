@@ -15,6 +15,8 @@ import torch
 from torch.nn import functional as F
 
 from metanlp.algorithms.base import MetaLearner
+from metanlp.core import adaptation
+from metanlp.core.budget import AdaptBudget
 from metanlp.core.config import MetaConfig
 from metanlp.core.protocols import Batch, EmbeddingFamily, Params
 from metanlp.families.text_classification.adapter import prototype_head
@@ -26,22 +28,32 @@ __all__ = ["ProtoNet"]
 class ProtoNet(MetaLearner):
     """ProtoNet: classify a query by its squared Euclidean distance to the support prototypes (class means).
 
-    ``adapt`` is the family's prototype head and nothing else (0 steps): the linear head ``W = 2 s C``,
-    ``b = -s ||C||^2`` gives ``softmax(-s ||x - c||^2)``, the ProtoNet classifier at temperature ``s =
-    task.head_scale`` (:func:`~metanlp.families.text_classification.adapter.prototype_head`). The meta-gradient is the
-    gradient of the query cross-entropy w.r.t. the LoRA weights, with the prototypes computed *with* gradient (Snell et
-    al. Algorithm 1). ProtoNet has no inner learning rate or steps: ``meta.inner_*`` and ``adapt.*`` are ignored, and
-    the encoder runs once on the whole support and query sets (``meta.micro_batch`` does not apply).
+    ``adapt`` starts from the family's prototype head: the linear head ``W = 2 s C``, ``b = -s ||C||^2`` gives
+    ``softmax(-s ||x - c||^2)``, the ProtoNet classifier at temperature ``s = task.head_scale``
+    (:func:`~metanlp.families.text_classification.adapter.prototype_head`). With a ``budget`` (what recipes build) it
+    then fine-tunes with it, like every other method of the comparison; a budget of no step (``adapt.epochs=0
+    adapt.min_steps=0``, or no budget) is the classic ProtoNet classifier. The meta-gradient is the gradient of the
+    query cross-entropy w.r.t. the LoRA weights, with the prototypes computed *with* gradient (Snell et al.
+    Algorithm 1). Meta-training has no inner learning rate or steps (``meta.inner_*`` are ignored) and runs the
+    encoder once on the whole support and query sets (``meta.micro_batch`` does not apply).
+
+    Args:
+        budget: the adaptation budget of :meth:`adapt` (None = the prototype head only).
+        seed: seed of the budget's mini-batch order.
     """
 
+    budget: AdaptBudget | None = None
+    seed: int = 0
+
     @classmethod
-    def from_config(cls, cfg: MetaConfig, budget: Any = None) -> ProtoNet:
-        """ProtoNet takes nothing from ``meta`` (the temperature is the family's ``head_scale``)."""
-        return cls()
+    def from_config(cls, cfg: MetaConfig, budget: AdaptBudget | None = None) -> ProtoNet:
+        """ProtoNet takes only the budget (the temperature is the family's ``head_scale``)."""
+        return cls(budget=budget)
 
     def adapt(self, task: EmbeddingFamily, meta_params: Params, support: Batch) -> Params:
-        """The meta-learned LoRA weights and the prototype head of ``support`` (no gradient step)."""
-        return task.init_fast_weights(meta_params, support)
+        """The meta-learned LoRA weights and the prototype head of ``support``, then the budget's steps (if any)."""
+        fast = task.init_fast_weights(meta_params, support)
+        return fast if self.budget is None else adaptation.inner_loop(task, fast, support, self.budget, self.seed)
 
     def meta_gradient(
         self, task: EmbeddingFamily, meta_params: Params, episode: Any
