@@ -38,7 +38,7 @@ DATASETS = {
     "chatterbot_topics": "data/chatterbot_topics/chatterbot_topics.jsonl",
     "foldoc_subjects": "data/foldoc_subjects/foldoc_subjects.jsonl",
 }
-#: the meta-val dataset: choices (learner, steps, lr) are made holding it out (``--held-out foldoc_subjects``) and it is
+#: the meta-val dataset: choices (learner, steps, lr) are made holding it out (``--held-out foldoc_subjects``); it is
 #: in no test split's meta-training, so no choice is made on a dataset of the table (built by data/prepare_all.py)
 VAL_DATASET = "foldoc_subjects"
 METHODS = [("centroid", "(a) centroid"), ("logreg", "(e) logreg"), ("finetune", "(b) fine-tune"),
