@@ -110,8 +110,9 @@ def check_inputs(cfg: Any, verb: str) -> None:
     Raises:
         ConfigError: an ``eval.methods`` entry this family does not run, ``meta`` without ``adapter.init`` or
             ``multitask`` without ``adapter.multitask_init`` (evaluate), or ``text_classification.multitask_baseline``
-            with ``task.unlabelled``, ``task.mixture`` / ``task.smlmt`` or no outer steps (meta-train), or a
-            ``task.smlmt*`` value :func:`check_smlmt` refuses.
+            with ``task.unlabelled``, ``task.mixture`` / ``task.smlmt`` or no outer steps (meta-train), a
+            ``task.smlmt*`` value :func:`check_smlmt` refuses, or a ``text_classification.val_dataset`` that is also
+            ``task.dataset``, a ``task.mixture`` or a ``task.smlmt`` file (meta-train).
         FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or
             ``adapter.init`` / ``adapter.multitask_init`` was made for another family or backbone.
     """
@@ -145,3 +146,22 @@ def check_inputs(cfg: Any, verb: str) -> None:
     split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)
     for i, path in enumerate(cfg.task.mixture):
         load_corpus(path, f"task.mixture[{i}]")
+    if verb == "meta_train":
+        _check_val_dataset(cfg)
+
+
+def _check_val_dataset(cfg: Any) -> None:
+    section = getattr(cfg, "text_classification", None)
+    val = section.val_dataset if section is not None else ""
+    if not val:
+        return
+    same = [key for key, path in [("task.dataset", cfg.task.dataset),
+                                  *((f"task.mixture[{i}]", p) for i, p in enumerate(cfg.task.mixture)),
+                                  *((f"task.smlmt[{i}]", p) for i, p in enumerate(cfg.task.smlmt))]
+            if Path(path).resolve() == Path(val).resolve()]  # fmt: skip
+    if same:
+        raise ConfigError(f"text_classification.val_dataset={val} is also {', '.join(same)}: meta-val must be a "
+                          "dataset that is neither meta-trained on nor the meta-test split")  # fmt: skip
+    corpus = load_corpus(val, "text_classification.val_dataset")
+    if len(corpus.by_class()) < 2:
+        raise ConfigError(f"text_classification.val_dataset={val}: needs at least 2 classes")

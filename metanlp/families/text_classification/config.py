@@ -25,11 +25,17 @@ class TextClassificationConfig:
             in ``metanlp adapt`` / ``metanlp evaluate``. Roughly doubles the run time.
         multitask_batch_size: examples per AdamW step of that baseline.
         multitask_lr: AdamW learning rate of that baseline; -1 = ``meta.outer_lr`` (the meta-optimiser's).
+        val_dataset: a labelled file or folder whose classes (all of them) are the meta-val split of ``meta-train``
+            instead of ``task.dataset``'s: the meta-val curve and ``meta.keep_best`` then score a dataset that is in
+            neither the meta-train mixture nor the meta-test split (the leave-one-dataset-out protocol,
+            ``bench/cross_dataset``). Meta-val episodes are ``task.n_way``-way (all-way if it has fewer classes),
+            ``task.k_shot``-shot; "" = ``task.dataset``'s meta-val classes.
     """
 
     multitask_baseline: bool = False
     multitask_batch_size: int = 32
     multitask_lr: float = -1.0
+    val_dataset: str = ""
 
     def __post_init__(self) -> None:
         if self.multitask_batch_size < 1:

@@ -110,3 +110,24 @@ def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_
     assert summary["multitask"]["classes"] == len(pool)
     assert summary["multitask"]["examples"] == sum(len(v) for v in pool.values())
     assert (tmp_path / "run" / "multitask_adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_meta_val_on_a_dataset_of_its_own_drives_keep_best(root: Path, tmp_path: Path, quick_meta_train) -> None:  # noqa: ANN001
+    """``text_classification.val_dataset``: with no meta-val class in ``task.dataset``, keep_best still scores the
+    start and each pass, on the other dataset's classes; a val dataset that is also meta-trained on is refused."""
+    from metanlp.core.checks import check_inputs
+    from metanlp.families.text_classification.recipes import meta_train
+
+    data = root / "data"
+    chatterbot = str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")
+    common = ("task.meta_val_groups=[]", "meta.eval_every=1", "meta.val_episodes=1", "meta.keep_best=true",
+              "task.n_way=3", "task.k_shot=2", "task.q_query=2")  # fmt: skip
+    plain = meta_train.run(quick_meta_train(*common))
+    assert plain["meta_train"]["start_val"] != plain["meta_train"]["start_val"]  # nan: nothing to validate on
+    summary = meta_train.run(quick_meta_train(*common, f"text_classification.val_dataset={chatterbot}",
+                                              "run.overwrite=true"))  # fmt: skip
+    assert 0.0 <= summary["meta_train"]["start_val"] <= 1.0
+    assert summary["meta_train"]["kept_step"] in (0, 1, 2)
+    bad = quick_meta_train(f"task.mixture=[{chatterbot}]", f"text_classification.val_dataset={chatterbot}")
+    with pytest.raises(ConfigError, match=r"val_dataset=.*chatterbot_topics.jsonl is also task.mixture\[0\]"):
+        check_inputs(bad, "meta_train")

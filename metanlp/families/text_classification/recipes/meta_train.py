@@ -29,9 +29,10 @@ from metanlp.core.meta_train import meta_train
 from metanlp.core.recipe_loading import recipe_to_yaml
 from metanlp.core.run_dir import staged_run, start_meta_run
 from metanlp.core.saving import save_adapter, write_json_atomic
+from metanlp.families.text_classification.data import load_corpus
 from metanlp.families.text_classification.multitask import run_multitask_baseline, save_multitask_adapter
 from metanlp.families.text_classification.recipes.evaluate import evaluate_split
-from metanlp.families.text_classification.setup import build_classification, make_sampler, task_samplers
+from metanlp.families.text_classification.setup import build_classification, make_sampler, source_split, task_samplers
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,17 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     else:
         train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
     val_eps = None
-    if splits.val and cfg.meta.eval_every:
-        n_val = min(t.n_way or len(splits.val), len(splits.val))
-        val = make_sampler(cfg, corpus, splits.val, "val", n_val, t.k_shot, t.q_query)
+    val_corpus, val_classes = corpus, splits.val
+    if cfg.text_classification.val_dataset:  # meta-val on a dataset of its own (leave-one-dataset-out)
+        val_corpus = load_corpus(cfg.text_classification.val_dataset, "text_classification.val_dataset")
+        pool, query_pool = source_split(val_corpus, "val")
+        need = t.k_shot + (0 if query_pool is not None else t.q_query)
+        val_classes = sorted(c for c, v in pool.items() if len(v) >= need)
+        log.info("meta-val: %d classes of %s (%d with fewer than %d examples left out)", len(val_classes),
+                 val_corpus.source, len(pool) - len(val_classes), need)  # fmt: skip
+    if val_classes and cfg.meta.eval_every:
+        n_val = min(t.n_way or len(val_classes), len(val_classes))
+        val = make_sampler(cfg, val_corpus, val_classes, "val", n_val, t.k_shot, t.q_query)
         val_eps = [val.sample(i) for i in range(cfg.meta.val_episodes)]
     learner = build_learner(cfg.meta, setup.meta_params, adaptation_budget(cfg))  # inner loop: the first steps
     if accelerator.trackers is not None and is_tensorboard_available():
