@@ -45,7 +45,7 @@ METHODS = [("centroid", "(a) centroid"), ("logreg", "(e) logreg"), ("finetune", 
            ("multitask", "(d) multi-task"), ("meta", "(c) meta-learned")]  # fmt: skip
 
 
-def overrides_for(held_out: str, episodes: int) -> list[str]:
+def overrides_for(held_out: str, episodes: int, runs: str = "runs/cross_dataset") -> list[str]:
     """Recipe overrides that hold ``held_out`` out whole and meta-train on the other datasets found on disk."""
     others = [p for n, p in DATASETS.items() if n not in (held_out, VAL_DATASET) and (ROOT / p).exists()]
     cloze = [p for p in others if p.endswith(".jsonl")]
@@ -53,7 +53,7 @@ def overrides_for(held_out: str, episodes: int) -> list[str]:
             "task.val_fraction=0", "task.meta_val_groups=[]", "task.meta_test_groups=[]",
             f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "meta.eval_every=0",
             f"eval.episodes={episodes}", "eval.n_way=0", "eval.k_shots=[5,10]", "eval.q_query=0",
-            "eval.methods=[centroid,logreg,finetune,meta]", f"run.output_dir=runs/cross_dataset/{held_out}",
+            "eval.methods=[centroid,logreg,finetune,meta]", f"run.output_dir={runs}/{held_out}",
             "run.progress=false"]  # fmt: skip
 
 
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3, help="sampled support sets per K (default 3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--results", default=str(HERE / "results.json"))
+    parser.add_argument("--runs", default="runs/cross_dataset", help="run folders: RUNS/<held-out dataset>")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -118,7 +119,7 @@ def main() -> None:
         if not (ROOT / DATASETS[name]).exists():
             print(f"{name}: {DATASETS[name]} not found, skipped", flush=True)  # noqa: T201
             continue
-        sets = [*overrides_for(name, args.episodes), *args.overrides]
+        sets = [*overrides_for(name, args.episodes, args.runs), *args.overrides]
         cfg = load_recipe(RECIPE, sets)
         t0 = time.perf_counter()
         summary = meta_train.run(cfg)

@@ -152,7 +152,9 @@ def compare(
 
 
 def metric_records(results: dict[str, dict[str, list[float]]], **context: Any) -> list[dict[str, Any]]:
-    """Flatten per-episode scores into records ``{method, metric, mean, ci95, interval, episodes, **context}``.
+    """Flatten per-episode scores into records ``{method, metric, mean, ci95, interval, episodes, values,
+    **context}``; ``values`` are the per-episode scores, in episode order (the same for every method, so two methods
+    compare pairwise).
 
     ``ci95`` is the half-width of a 95% Student-t interval over episodes (``interval: "episodes"``). With a single
     episode (a user's own eval set) it is a 95% percentile bootstrap over its examples (``interval: "bootstrap over
@@ -167,7 +169,8 @@ def metric_records(results: dict[str, dict[str, list[float]]], **context: Any) -
                 continue
             s = mean_ci95(values)
             record = {"method": method, "metric": metric, "mean": s["mean"], "ci95": s["ci95"],
-                      "interval": "episodes" if s["n"] > 1 else "none", "episodes": s["n"], **context}  # fmt: skip
+                      "interval": "episodes" if s["n"] > 1 else "none", "episodes": s["n"],
+                      "values": [float(v) for v in values], **context}  # fmt: skip
             examples = metrics.get(f"{PER_EXAMPLE}:{metric}")
             if s["n"] == 1 and examples and len(examples[0]) > 1:
                 b = bootstrap_ci95(examples[0])

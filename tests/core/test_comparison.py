@@ -36,6 +36,9 @@ def test_methods_beat_chance_on_held_out_icd_chapters(icd_setup) -> None:
         assert mean_acc > 3 * chance, f"{method}: accuracy {mean_acc:.2f} is not clearly above chance {chance:.2f}"
     records = metric_records(results, n_way=8, k_shot=5)
     assert {r["method"] for r in records} == {"centroid", "logreg", "finetune", "meta"}
+    for r in records:  # per-episode scores, in episode order, for paired comparisons
+        assert r["values"] == pytest.approx(results[r["method"]][r["metric"]])
+        assert r["mean"] == pytest.approx(sum(r["values"]) / 2)
     assert "centroid" in format_table(records)
 
 
