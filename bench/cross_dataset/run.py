@@ -45,10 +45,26 @@ METHODS = [("centroid", "(a) centroid"), ("logreg", "(e) logreg"), ("finetune", 
            ("multitask", "(d) multi-task"), ("meta", "(c) meta-learned")]  # fmt: skip
 
 
-def overrides_for(held_out: str, episodes: int, runs: str = "runs/cross_dataset") -> list[str]:
-    """Recipe overrides that hold ``held_out`` out whole and meta-train on the other datasets found on disk."""
+def unlabelled_texts(held_out: str, runs: str) -> str:
+    """A text file (one text a line) of the held-out dataset's texts without labels, for SMLMT: CLINC150's train split
+    (its test split, the queries, stays unseen), every text of the other datasets (queries included: transductive)."""
+    from metanlp.families.text_classification.data import load_corpus
+
+    corpus = load_corpus(DATASETS[held_out])
+    by_class = corpus.by_class("train") if "train" in corpus.splits else corpus.by_class()
+    out = ROOT / runs / f"{held_out}_unlabelled.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{t}\n" for texts in by_class.values() for t in texts), encoding="utf-8")
+    return str(out.relative_to(ROOT))
+
+
+def overrides_for(
+    held_out: str, episodes: int, runs: str = "runs/cross_dataset", target_text: bool = False
+) -> list[str]:
+    """Recipe overrides that hold ``held_out`` out whole and meta-train on the other datasets found on disk; with
+    ``target_text``, the held-out dataset's texts (no labels, :func:`unlabelled_texts`) join the SMLMT cloze tasks."""
     others = [p for n, p in DATASETS.items() if n not in (held_out, VAL_DATASET) and (ROOT / p).exists()]
-    cloze = [p for p in others if p.endswith(".jsonl")]
+    cloze = [p for p in others if p.endswith(".jsonl")] + ([unlabelled_texts(held_out, runs)] if target_text else [])
     return [f"task.dataset={DATASETS[held_out]}", "task.split_by=seed", "task.test_fraction=1.0",
             "task.val_fraction=0", "task.meta_val_groups=[]", "task.meta_test_groups=[]",
             f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "meta.eval_every=0",
@@ -97,6 +113,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--results", default=str(HERE / "results.json"))
     parser.add_argument("--runs", default="runs/cross_dataset", help="run folders: RUNS/<held-out dataset>")
+    parser.add_argument("--target-text", action="store_true",
+                        help="add the held-out dataset's texts, without labels, to the SMLMT cloze tasks")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -119,7 +137,7 @@ def main() -> None:
         if not (ROOT / DATASETS[name]).exists():
             print(f"{name}: {DATASETS[name]} not found, skipped", flush=True)  # noqa: T201
             continue
-        sets = [*overrides_for(name, args.episodes, args.runs), *args.overrides]
+        sets = [*overrides_for(name, args.episodes, args.runs, args.target_text), *args.overrides]
         cfg = load_recipe(RECIPE, sets)
         t0 = time.perf_counter()
         summary = meta_train.run(cfg)
