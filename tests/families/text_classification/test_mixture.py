@@ -128,6 +128,11 @@ def test_meta_val_on_a_dataset_of_its_own_drives_keep_best(root: Path, tmp_path:
                                               "run.overwrite=true"))  # fmt: skip
     assert 0.0 <= summary["meta_train"]["start_val"] <= 1.0
     assert summary["meta_train"]["kept_step"] in (0, 1, 2)
+    tiny = tmp_path / "tiny.jsonl"  # 3 examples a class, fewer than K + Q = 4
+    tiny.write_text("".join(json.dumps({"text": f"{c} text {i}", "label": c}) + "\n" for c in "ab" for i in range(3)))
+    few = quick_meta_train(*common, f"text_classification.val_dataset={tiny}", "run.overwrite=true")
+    with pytest.raises(ValueError, match=r"tiny.jsonl: 0 class\(es\) with >= task.k_shot \+ task.q_query = 4 "):
+        meta_train.run(few)
     bad = quick_meta_train(f"task.mixture=[{chatterbot}]", f"text_classification.val_dataset={chatterbot}")
     with pytest.raises(ConfigError, match=r"val_dataset=.*chatterbot_topics.jsonl is also task.mixture\[0\]"):
         check_inputs(bad, "meta_train")

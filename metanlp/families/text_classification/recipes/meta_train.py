@@ -72,6 +72,10 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         val_classes = sorted(c for c, v in pool.items() if len(v) >= need)
         log.info("meta-val: %d classes of %s (%d with fewer than %d examples left out)", len(val_classes),
                  val_corpus.source, len(pool) - len(val_classes), need)  # fmt: skip
+        if len(val_classes) < 2:
+            raise ValueError(f"text_classification.val_dataset={cfg.text_classification.val_dataset}: "
+                             f"{len(val_classes)} class(es) with >= task.k_shot + task.q_query = {need} examples; "
+                             "meta-val needs 2 or more")  # fmt: skip
     if val_classes and cfg.meta.eval_every:
         n_val = min(t.n_way or len(val_classes), len(val_classes))
         val = make_sampler(cfg, val_corpus, val_classes, "val", n_val, t.k_shot, t.q_query)
