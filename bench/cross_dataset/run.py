@@ -12,8 +12,14 @@ multi-task transfer, (c) the meta-learned init, all adapted with the recipe's bu
 dataset to ``bench/cross_dataset/results.json`` (a dataset already there is skipped, so a killed run continues;
 meta-training checkpoints every 10 outer steps and resumes too) with a markdown table.
 
+FOLDOC subjects (``VAL_DATASET``) is the meta-val dataset: in no test split's meta-training, and
+``--held-out foldoc_subjects`` scores a variant on it before any test split sees it. ``--target-text`` adds the
+held-out dataset's texts, without labels, to the SMLMT cloze tasks; ``--runs DIR --results FILE`` keep a variant's
+run folders and results beside the default ones.
+
 Run: ``python bench/cross_dataset/run.py [--held-out brown_genres wordnet_supersenses icd10_blocks clinc150]
-[--episodes 3] [--set meta.outer_steps=60 ...]`` (~15-30 minutes per dataset on 2 cores).
+[--episodes 3] [--set meta.outer_steps=60 ...]`` (~15-30 minutes per dataset on 2 cores with bfloat16, 3-4x that in
+float32).
 """
 
 from __future__ import annotations
@@ -111,7 +117,8 @@ def main() -> None:
                                                           "clinc150"], choices=sorted(DATASETS))  # fmt: skip
     parser.add_argument("--episodes", type=int, default=3, help="sampled support sets per K (default 3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
-    parser.add_argument("--results", default=str(HERE / "results.json"))
+    parser.add_argument("--results", default=str(HERE / "results.json"),
+                        help="results JSON, written after each held-out dataset (one already there is skipped)")
     parser.add_argument("--runs", default="runs/cross_dataset", help="run folders: RUNS/<held-out dataset>")
     parser.add_argument("--target-text", action="store_true",
                         help="add the held-out dataset's texts, without labels, to the SMLMT cloze tasks")  # fmt: skip
