@@ -73,7 +73,8 @@ def overrides_for(
     cloze = [p for p in others if p.endswith(".jsonl")] + ([unlabelled_texts(held_out, runs)] if target_text else [])
     return [f"task.dataset={DATASETS[held_out]}", "task.split_by=seed", "task.test_fraction=1.0",
             "task.val_fraction=0", "task.meta_val_groups=[]", "task.meta_test_groups=[]",
-            f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "meta.eval_every=0",
+            f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "task.unlabelled=",
+            "meta.eval_every=0",
             f"eval.episodes={episodes}", "eval.n_way=0", "eval.k_shots=[5,10]", "eval.q_query=0",
             "eval.methods=[centroid,logreg,finetune,meta]", f"run.output_dir={runs}/{held_out}",
             "run.progress=false"]  # fmt: skip

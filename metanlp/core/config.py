@@ -147,10 +147,10 @@ class TaskConfig:
         k_shot: support examples per class.
         q_query: query examples per class.
         seed: seed of the class split.
-        unlabelled: plain text file (one text per line). When set, meta-training episodes come from k-means
-            pseudo-classes of these texts (CACTUs: Hsu et al. 2019, arXiv:1810.02334;
-            ``metanlp.families.text_classification.unsupervised``), each episode from one partition, and ``dataset``
-            only provides the meta-val / meta-test classes.
+        unlabelled: plain text file (one text per line) of k-means pseudo-classes (CACTUs: Hsu et al. 2019,
+            arXiv:1810.02334; ``...unsupervised``), one partition per episode. Alone, every meta-train episode is one
+            and ``dataset`` only gives meta-val / meta-test; with ``mixture`` or ``smlmt`` they join the
+            self-supervised share (``smlmt_fraction``, half each with ``smlmt``).
         cactus_partitions: k-means partitions of ``unlabelled`` (each a different seed and random scaling).
         cactus_clusters: k of each partition (cycled over the partitions).
         cactus_min_cluster_size: smallest pseudo-class kept; 0 = ``k_shot + q_query``.
@@ -161,7 +161,7 @@ class TaskConfig:
         n_way_max: when > 0, N of each meta-training episode is drawn uniformly from ``[n_way, n_way_max]`` (capped
             by the dataset's classes); 0 = every episode is ``n_way``-way.
         smlmt: unlabelled files (as ``unlabelled``) whose cloze tasks join the meta-train mixture (``...smlmt``).
-        smlmt_fraction: probability that a meta-train episode is a cloze one (0.5: Hybrid-SMLMT, Bansal et al. 2020).
+        smlmt_fraction: probability that a meta-train episode is self-supervised (0.5: Hybrid-SMLMT, Bansal 2020).
     """
 
     family: str = "text_classification"

@@ -68,9 +68,10 @@ def _check_multitask_baseline(cfg: Any) -> None:
     section = getattr(cfg, "text_classification", None)
     if section is None or not section.multitask_baseline:
         return
-    if cfg.task.unlabelled:
+    if cfg.task.unlabelled and not (cfg.task.mixture or cfg.task.smlmt):
         raise ConfigError("text_classification.multitask_baseline needs labelled meta-train classes, but "
-                          "task.unlabelled is set (CACTUs pseudo-classes): drop one of them")  # fmt: skip
+                          "task.unlabelled alone (CACTUs pseudo-classes) replaces them: drop one of them, or add "
+                          "task.mixture / task.smlmt")  # fmt: skip
     if cfg.meta.outer_steps < 1:
         raise ConfigError("text_classification.multitask_baseline trains for meta-training's compute, but "
                           "meta.outer_steps=0: set meta.outer_steps >= 1 or drop the baseline")  # fmt: skip
@@ -80,14 +81,17 @@ def check_smlmt(task: Any) -> None:
     """The ``task.smlmt*`` rules (beside :class:`~metanlp.core.config.TaskConfig`'s own, whose module is full).
 
     Raises:
-        ConfigError: ``task.smlmt_fraction`` outside ``[0, 1]``, or 0 with ``task.smlmt`` set; ``task.smlmt`` with a
-            file twice, with ``task.unlabelled`` (CACTUs replaces every meta-train episode) or with ``task.n_way=0``
-            (an all-way cloze episode is not defined).
+        ConfigError: ``task.smlmt_fraction`` outside ``[0, 1]``, or 0 with ``task.smlmt`` set (or with
+            ``task.unlabelled`` in a ``task.mixture``: its CACTUs episodes share that fraction); ``task.smlmt`` with
+            a file twice or with ``task.n_way=0`` (an all-way cloze episode is not defined).
     """
     f = task.smlmt_fraction
     if not 0 <= f <= 1:
         raise ConfigError(f"task.smlmt_fraction={f!r} must be a probability in [0, 1] (0.5 = Hybrid-SMLMT's half "
                           "of the episodes)")  # fmt: skip
+    if f == 0 and task.unlabelled and task.mixture:
+        raise ConfigError(f"task.smlmt_fraction=0 with task.unlabelled={task.unlabelled} in a task.mixture: no "
+                          "episode would be a CACTUs one; set a fraction in (0, 1] or task.unlabelled=''")  # fmt: skip
     if not task.smlmt:
         return
     files = list(task.smlmt)
@@ -96,9 +100,6 @@ def check_smlmt(task: Any) -> None:
                           "set a fraction in (0, 1] or task.smlmt=[]")  # fmt: skip
     if len({str(Path(p)) for p in files}) != len(files) or any(not str(p).strip() for p in files):
         raise ConfigError(f"task.smlmt={files} has an empty or repeated file: list each unlabelled file once")
-    if task.unlabelled:
-        raise ConfigError(f"task.smlmt={files} and task.unlabelled={task.unlabelled} are both set: CACTUs "
-                          "(task.unlabelled) replaces every meta-train episode; drop one of them")  # fmt: skip
     if task.n_way < 2:
         raise ConfigError(f"task.smlmt={files} needs task.n_way >= 2 (cloze episodes are not all-way), got "
                           f"task.n_way={task.n_way}")  # fmt: skip
@@ -110,7 +111,7 @@ def check_inputs(cfg: Any, verb: str) -> None:
     Raises:
         ConfigError: an ``eval.methods`` entry this family does not run, ``meta`` without ``adapter.init`` or
             ``multitask`` without ``adapter.multitask_init`` (evaluate), or ``text_classification.multitask_baseline``
-            with ``task.unlabelled``, ``task.mixture`` / ``task.smlmt`` or no outer steps (meta-train), a
+            with ``task.unlabelled`` but no ``task.mixture`` / ``task.smlmt``, or no outer steps (meta-train), a
             ``task.smlmt*`` value :func:`check_smlmt` refuses, or a ``text_classification.val_dataset`` that is also
             ``task.dataset``, a ``task.mixture`` or a ``task.smlmt`` file (meta-train).
         FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or

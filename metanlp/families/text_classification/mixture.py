@@ -14,7 +14,11 @@ Recipe keys (``task.*``): ``mixture`` (extra meta-train datasets; every class of
 ``task.dataset``'s meta-train split are one more member of the mixture; its meta-val / meta-test classes stay out.
 ``smlmt`` (unlabelled files) adds self-supervised cloze episodes (:mod:`~metanlp.families.text_classification.smlmt`):
 each episode is one with probability ``smlmt_fraction`` (0.5: Hybrid-SMLMT, Bansal et al. 2020 sec. 3.2), drawn
-apart from the dataset weights, which pick among the supervised datasets.
+apart from the dataset weights, which pick among the supervised datasets. ``unlabelled`` beside ``mixture`` or
+``smlmt`` adds CACTUs episodes (k-means pseudo-classes, one partition per episode:
+:mod:`~metanlp.families.text_classification.unsupervised`) to the self-supervised share: with both, a self-supervised
+episode is a cloze or a CACTUs one with equal probability (diverse self-supervised tasks: Bansal et al. 2021, "Diverse
+Distribution of Self-Supervised Tasks for Meta-Learning in NLP", sec. 3).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from metanlp.families.text_classification.data import Episode, EpisodeSampler, LabelledCorpus, load_corpus
 from metanlp.families.text_classification.smlmt import ClozeEpisodeSampler, smlmt_sampler
+from metanlp.families.text_classification.unsupervised import PartitionEpisodeSampler
 
 __all__ = ["MixtureSampler", "mixture_pool", "mixture_sampler"]
 
@@ -46,8 +51,12 @@ class MixtureSampler:
             keeps each sampler's own N.
         seed: run seed; the dataset and N of step ``i`` come from ``numpy.random.default_rng([seed, rank, i, 1])``.
         smlmt: optional self-supervised cloze sampler (:mod:`~metanlp.families.text_classification.smlmt`).
-        smlmt_fraction: probability that an episode comes from ``smlmt`` instead of a dataset, drawn from
-            ``numpy.random.default_rng([seed, rank, i, 2])`` (apart from the dataset weights).
+        smlmt_fraction: probability that an episode is self-supervised (from ``smlmt`` or ``cactus``) instead of
+            from a dataset, drawn from ``numpy.random.default_rng([seed, rank, i, 2])`` (apart from the dataset
+            weights).
+        cactus: optional CACTUs sampler (:class:`~metanlp.families.text_classification.unsupervised.
+            PartitionEpisodeSampler`); with ``smlmt`` too, a self-supervised episode is either one with probability
+            1/2 (``numpy.random.default_rng([seed, rank, i, 3])``).
 
     Raises:
         ValueError: no sampler, a size that is not positive, a negative ``alpha``, ``low < 2``, or
@@ -72,6 +81,7 @@ class MixtureSampler:
     seed: int = 0
     smlmt: ClozeEpisodeSampler | None = None
     smlmt_fraction: float = 0.0
+    cactus: PartitionEpisodeSampler | None = None
     probabilities: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,9 +106,12 @@ class MixtureSampler:
         rng = np.random.default_rng([self.seed, rank, step, 1])
         names = list(self.samplers)
         name = names[int(rng.choice(len(names), p=[self.probabilities[k] for k in names]))]
-        sampler: EpisodeSampler | ClozeEpisodeSampler = self.samplers[name]
-        if self.smlmt is not None and self.is_smlmt(step, rank):
+        sampler: EpisodeSampler | ClozeEpisodeSampler | PartitionEpisodeSampler = self.samplers[name]
+        kind = self.self_supervised(step, rank)
+        if kind == "smlmt" and self.smlmt is not None:
             sampler = self.smlmt
+        elif kind == "cactus" and self.cactus is not None:
+            sampler = self.cactus
         low, high = self.n_way_range
         n_way = None
         if high:
@@ -106,10 +119,19 @@ class MixtureSampler:
             n_way = int(rng.integers(min(low, top), top + 1))
         return sampler.sample(step, rank, n_way=n_way)
 
+    def self_supervised(self, step: int, rank: int = 0) -> str | None:
+        """``"smlmt"`` or ``"cactus"`` if the episode of ``(seed, rank, step)`` is self-supervised, else None."""
+        if self.smlmt is None and self.cactus is None:
+            return None
+        if float(np.random.default_rng([self.seed, rank, step, 2]).random()) >= self.smlmt_fraction:
+            return None
+        if self.smlmt is not None and self.cactus is not None:
+            return "smlmt" if float(np.random.default_rng([self.seed, rank, step, 3]).random()) < 0.5 else "cactus"
+        return "smlmt" if self.smlmt is not None else "cactus"
+
     def is_smlmt(self, step: int, rank: int = 0) -> bool:
         """Whether the episode of ``(seed, rank, step)`` is a cloze one (always False without ``smlmt``)."""
-        rng = np.random.default_rng([self.seed, rank, step, 2])
-        return self.smlmt is not None and float(rng.random()) < self.smlmt_fraction
+        return self.self_supervised(step, rank) == "smlmt"
 
 
 def _classes_with(pool: dict[str, list[str]], classes: list[str], need: int) -> list[str]:
@@ -137,11 +159,17 @@ def _members(cfg: Any, corpus: LabelledCorpus, train_classes: list[str]) -> dict
 
 
 def mixture_pool(
-    cfg: Any, corpus: LabelledCorpus, train_classes: list[str], mask: str = "[MASK]"
+    cfg: Any,
+    corpus: LabelledCorpus,
+    train_classes: list[str],
+    mask: str = "[MASK]",
+    cactus: PartitionEpisodeSampler | None = None,
 ) -> dict[str, list[str]]:
     """Every meta-train class of the mixture as one labelled pool, for the multi-task baseline over the same data:
     ``{"<member>/<class>": texts}`` for each member of :func:`mixture_sampler` (classes with >= K + Q examples, as
-    there) and, with ``task.smlmt``, ``{"smlmt/<word>": masked texts}`` for its cloze words.
+    there), with ``task.smlmt`` ``{"smlmt/<word>": masked texts}`` for its cloze words, and with ``cactus`` the
+    pseudo-classes of its first partition, ``{"cactus/<class>": texts}`` (one partition: the others label the same
+    texts again, which one softmax head cannot learn).
 
     Raises:
         ConfigError, FileNotFoundError, ValueError: as :func:`mixture_sampler`.
@@ -153,18 +181,27 @@ def mixture_pool(
     if t.smlmt:
         cloze = smlmt_sampler(t, cfg.run.seed, mask)
         pool.update({f"smlmt/{w}": cloze.texts[w] for w in cloze.classes})
+    if cactus is not None:
+        first = cactus.samplers[cactus.partitions[0]]
+        pool.update({f"cactus/{c}": first.pool[c] for c in first.classes})
     return pool
 
 
 def mixture_sampler(
-    cfg: Any, corpus: LabelledCorpus, train_classes: list[str], mask: str = "[MASK]"
+    cfg: Any,
+    corpus: LabelledCorpus,
+    train_classes: list[str],
+    mask: str = "[MASK]",
+    cactus: PartitionEpisodeSampler | None = None,
 ) -> MixtureSampler:
     """The meta-training sampler of a recipe with ``task.mixture``, ``task.n_way_max`` or ``task.smlmt``.
 
     Members: ``task.dataset``'s meta-train classes (under its file name) and every class of each ``task.mixture``
     dataset. Classes with fewer than ``K + Q`` examples are left out of the mixture (logged), not an error: a
     cross-dataset mixture has long tails. With ``task.smlmt``, a fraction ``task.smlmt_fraction`` of the episodes
-    are cloze tasks of those files, masked with ``mask`` (the tokenizer's mask token).
+    are cloze tasks of those files, masked with ``mask`` (the tokenizer's mask token). ``cactus`` (the CACTUs
+    sampler of ``task.unlabelled``, :func:`~metanlp.families.text_classification.unsupervised.cactus_sampler`)
+    shares that fraction with the cloze tasks, half each, or has it alone without ``task.smlmt``.
 
     Raises:
         ConfigError: a ``task.mixture`` entry repeats ``task.dataset`` or another entry.
@@ -187,8 +224,12 @@ def mixture_sampler(
         sizes[name] = sum(len(pool[c]) for c in kept)
     cloze = smlmt_sampler(t, cfg.run.seed, mask) if t.smlmt else None
     mix = MixtureSampler(samplers, sizes, t.mixture_alpha, (t.n_way, t.n_way_max), cfg.run.seed, cloze,
-                         t.smlmt_fraction if t.smlmt else 0.0)  # fmt: skip
+                         t.smlmt_fraction if t.smlmt or cactus is not None else 0.0, cactus)  # fmt: skip
     log.info("meta-train mixture: %s", ", ".join(f"{k} {100 * p:.1f}%" for k, p in mix.probabilities.items()))
+    share = 100 * mix.smlmt_fraction / (2 if cloze is not None and cactus is not None else 1)
     if cloze is not None:
-        log.info("SMLMT: %.0f%% of the episodes, %d cloze words", 100 * mix.smlmt_fraction, len(cloze.classes))
+        log.info("SMLMT: %.0f%% of the episodes, %d cloze words", share, len(cloze.classes))
+    if cactus is not None:
+        log.info("CACTUs: %.0f%% of the episodes, %d pseudo-classes in %d partitions", share, len(cactus.classes),
+                 len(cactus.partitions))  # fmt: skip
     return mix

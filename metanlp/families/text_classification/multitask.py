@@ -234,18 +234,19 @@ def load_multitask_init(model: torch.nn.Module, adapter_dir: str | Path, backbon
                 p.copy_(kept[k])
 
 
-def run_multitask_baseline(cfg: Any, setup: ClassificationSetup, corpus: Any, classes: list[str],
-                           outer_steps: int) -> tuple[Params, TextMultitaskResult]:  # fmt: skip
+def run_multitask_baseline(cfg: Any, setup: ClassificationSetup, corpus: Any, classes: list[str], outer_steps: int,
+                           cactus: Any = None) -> tuple[Params, TextMultitaskResult]:  # fmt: skip
     """The baseline of a meta-train run: from ``setup.pretrained``, on every example of the meta-train ``classes``
     (the pool meta-training's support sets come from), for the compute of ``outer_steps`` outer steps. With
     ``task.mixture`` / ``task.smlmt`` the classes are every class of the mixture and every cloze word
     (:func:`~metanlp.families.text_classification.mixture.mixture_pool`: the same data as meta-training, one head
-    over all of it), and with ``task.n_way_max`` the compute is that of episodes of the mean N."""
+    over all of it; with ``cactus``, the CACTUs sampler of ``task.unlabelled``, its first partition's pseudo-classes
+    too), and with ``task.n_way_max`` the compute is that of episodes of the mean N."""
     t, mt = cfg.task, cfg.text_classification
     if t.mixture or t.smlmt:
         from metanlp.families.text_classification.mixture import mixture_pool
 
-        pool = mixture_pool(cfg, corpus, classes, setup.tokenizer.mask_token or "[MASK]")
+        pool = mixture_pool(cfg, corpus, classes, setup.tokenizer.mask_token or "[MASK]", cactus)
         texts, labels = multitask_examples(pool, list(pool))
     else:
         texts, labels = multitask_examples(source_split(corpus, "train")[0], classes)

@@ -145,6 +145,10 @@ class PartitionEpisodeSampler:
         q_query: query examples per class.
         seed: run seed.
 
+    Attributes:
+        classes: every usable pseudo-class, all partitions together (a mixture draws N up to their number; each
+            episode's N is then capped by its own partition's).
+
     Raises:
         ValueError: no partition has ``n_way`` classes with ``K + Q`` texts.
 
@@ -169,11 +173,14 @@ class PartitionEpisodeSampler:
             raise ValueError(f"{corpus.source}: no partition has n_way={n_way} classes with K + Q = "
                              f"{k_shot + q_query} texts; use fewer clusters or smaller episodes")  # fmt: skip
         self.partitions = sorted(self.samplers)
+        self.classes = [c for group in self.partitions for c in self.samplers[group].classes]
 
-    def sample(self, step: int, rank: int = 0) -> Episode:
-        """The episode of ``(seed, rank, step)``: one partition, then an N-way K-shot episode inside it."""
+    def sample(self, step: int, rank: int = 0, n_way: int | None = None) -> Episode:
+        """The episode of ``(seed, rank, step)``: one partition, then an N-way K-shot episode inside it (``n_way``
+        overrides N, capped by the drawn partition's classes, as in a cross-dataset mixture)."""
         rng = np.random.default_rng([self.seed, rank, step, 1])
-        return self.samplers[self.partitions[int(rng.integers(len(self.partitions)))]].sample(step, rank)
+        sampler = self.samplers[self.partitions[int(rng.integers(len(self.partitions)))]]
+        return sampler.sample(step, rank, n_way=min(n_way, len(sampler.classes)) if n_way else None)
 
 
 def cactus_sampler(

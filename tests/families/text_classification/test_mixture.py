@@ -112,6 +112,40 @@ def test_multitask_baseline_over_a_mixture_and_smlmt_sees_every_class_and_cloze_
     assert (tmp_path / "run" / "multitask_adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_cactus_partitions_join_a_mixture_with_smlmt_and_the_multitask_baseline(
+    root: Path, tmp_path: Path, quick_meta_train, caplog  # noqa: ANN001
+) -> None:
+    """``task.unlabelled`` beside ``task.mixture`` and ``task.smlmt``: the run meta-trains on all three, the
+    multi-task baseline sees the first partition's pseudo-classes, and the adapter records the file."""
+    import logging
+
+    from metanlp.families.text_classification.recipes import meta_train
+
+    data = root / "data"
+    lines = (data / "icd10_unlabelled" / "icd10_unlabelled.txt").read_text(encoding="utf-8").splitlines()
+    pile = tmp_path / "pile.txt"
+    pile.write_text("\n".join(lines[::20]) + "\n", encoding="utf-8")  # ~330 texts
+    mixture = str(data / "brown_genres" / "brown_genres.jsonl")
+    smlmt = str(data / "chatterbot_topics" / "chatterbot_topics.jsonl")
+    cfg = quick_meta_train(f"task.mixture=[{mixture}]", f"task.smlmt=[{smlmt}]", f"task.unlabelled={pile}",
+                           "task.cactus_partitions=2", "task.cactus_clusters=[8]", "task.n_way=3", "task.n_way_max=5",
+                           "text_classification.multitask_baseline=true")  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        summary = meta_train.run(cfg)
+    assert "SMLMT: 25% of the episodes" in caplog.text and "CACTUs: 25% of the episodes" in caplog.text
+    assert "pseudo-classes in 2 partitions" in caplog.text
+    meta = json.loads((tmp_path / "run" / "adapter" / "metanlp.json").read_text())
+    assert meta["unlabelled"] == str(pile) and meta["meta_train_classes"] and meta["mixture"] == [mixture]
+    assert meta["data"] == cfg.task.dataset
+    assert summary["meta_train"]["steps"] == 2
+    from metanlp.families.text_classification.data import split_classes
+    from metanlp.families.text_classification.mixture import mixture_pool
+
+    corpus = load_corpus(cfg.task.dataset)
+    labelled = mixture_pool(cfg, corpus, split_classes(corpus, cfg.task).train, "[MASK]")
+    assert 2 <= summary["multitask"]["classes"] - len(labelled) <= 8  # + partition p0's clusters of >= K + Q texts
+
+
 def test_meta_val_on_a_dataset_of_its_own_drives_keep_best(root: Path, tmp_path: Path, quick_meta_train) -> None:  # noqa: ANN001
     """``text_classification.val_dataset``: with no meta-val class in ``task.dataset``, keep_best still scores the
     start and each pass, on the other dataset's classes; a val dataset that is also meta-trained on is refused."""

@@ -131,6 +131,39 @@ def test_the_smlmt_fraction_holds_apart_from_the_dataset_weights(corpus, fractio
         MixtureSampler(samplers, sizes, smlmt=cloze, smlmt_fraction=1.5)
 
 
+def test_cactus_episodes_share_the_self_supervised_fraction_with_cloze_ones(corpus) -> None:  # noqa: ANN001
+    """``task.unlabelled`` in a mixture: a self-supervised episode is cloze or CACTUs, half each; a CACTUs episode
+    stays inside one partition, with the mixture's N capped by that partition; supervised episodes do not move."""
+    from metanlp.families.text_classification.data import LabelledCorpus
+    from metanlp.families.text_classification.unsupervised import PartitionEpisodeSampler
+
+    texts = [f"text {i}" for i in range(40)]  # partition p0: 4 clusters of 10; p1: 8 clusters of 5
+    pseudo = LabelledCorpus(texts * 2, [f"p0_c{i % 4}" for i in range(40)] + [f"p1_c{i % 8}" for i in range(40)],
+                            ["p0"] * 40 + ["p1"] * 40)  # fmt: skip
+    cactus = PartitionEpisodeSampler(pseudo, n_way=2, k_shot=1, q_query=1, seed=3)
+    samplers, sizes = _supervised()
+    cloze = ClozeEpisodeSampler(corpus, 2, 1, 1, seed=3)
+    plain = MixtureSampler(samplers, sizes, 0.5, (2, 6), seed=3)
+    both = MixtureSampler(samplers, sizes, 0.5, (2, 6), seed=3, smlmt=cloze, smlmt_fraction=0.6, cactus=cactus)
+    kinds: Counter[str | None] = Counter()
+    for step in range(300):
+        ep, kind = both.sample(step), both.self_supervised(step)
+        kinds[kind] += 1
+        if kind == "cactus":
+            parts = {name.split("_")[0] for name in ep.label_names}
+            assert len(parts) == 1 and set(ep.label_names) <= set(cactus.classes)
+            assert 2 <= ep.n_way <= (4 if parts == {"p0"} else 6)
+        elif kind == "smlmt":
+            assert set(ep.label_names) <= set(cloze.classes)
+        else:
+            assert ep == plain.sample(step)
+    assert (kinds["smlmt"] + kinds["cactus"]) / 300 == pytest.approx(0.6, abs=0.08)
+    assert kinds["cactus"] / (kinds["smlmt"] + kinds["cactus"]) == pytest.approx(0.5, abs=0.1)
+    alone = MixtureSampler(samplers, sizes, 0.5, (2, 6), seed=3, smlmt_fraction=0.3, cactus=cactus)
+    assert {alone.self_supervised(i) for i in range(100)} == {None, "cactus"}
+    assert not any(alone.is_smlmt(i) for i in range(100))
+
+
 def test_recipe_keys_build_the_mixture_member(root: Path) -> None:
     cfg = load_recipe(None, [f"task.dataset={DATA / 'wordnet_supersenses' / 'wordnet_supersenses.jsonl'}",
                              f"task.smlmt=[{ICD10_TEXT},{BROWN}]", "task.n_way=5", "task.k_shot=2",
@@ -156,8 +189,12 @@ def test_bad_values_raise_errors_naming_the_key(root: Path, tmp_path: Path) -> N
         load_recipe(None, ["task.smlmt_fraction=half"])
     with pytest.raises(ConfigError, match=r"task.smlmt_fraction=0 with task.smlmt"):
         check_smlmt(cfg("task.smlmt_fraction=0").task)
-    with pytest.raises(ConfigError, match="task.unlabelled"):
-        check_smlmt(cfg(f"task.unlabelled={ICD10_TEXT}").task)
+    check_smlmt(cfg(f"task.unlabelled={ICD10_TEXT}").task)  # CACTUs shares the self-supervised episodes
+    cactus_alone = load_recipe(None, [f"task.mixture=[{BROWN}]", f"task.unlabelled={ICD10_TEXT}",
+                                      "task.smlmt_fraction=0"]).task  # fmt: skip
+    with pytest.raises(ConfigError, match=r"task.smlmt_fraction=0 with task.unlabelled=.* no episode would be a "
+                                          "CACTUs one"):  # fmt: skip
+        check_smlmt(cactus_alone)
     with pytest.raises(ConfigError, match="task.n_way=0"):
         check_smlmt(cfg("task.n_way=0").task)
     with pytest.raises(ConfigError, match="repeated file"):

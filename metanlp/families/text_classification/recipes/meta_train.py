@@ -50,17 +50,20 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     setup.model.to(accelerator.device)
     corpus, splits = task_samplers(cfg)
     t = cfg.task
-    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.families.text_classification.unsupervised);
-        # dataset gives val/test
+    cactus = None
+    if t.unlabelled:  # CACTUs pseudo-classes of unlabelled text (metanlp.families.text_classification.unsupervised)
         from metanlp.families.text_classification.unsupervised import cactus_sampler
 
         with setup.model.disable_adapter():  # cluster the pretrained backbone's embeddings
             encoder = setup.model.get_base_model().encoder
-            train = cactus_sampler(t, encoder, setup.tokenizer, cfg.run.seed, cfg.model.max_length)
-    elif t.mixture or t.n_way_max or t.smlmt:  # several datasets, N varied per episode and/or SMLMT cloze tasks
+            cactus = cactus_sampler(t, encoder, setup.tokenizer, cfg.run.seed, cfg.model.max_length)
+    cactus_only = cactus is not None and not (t.mixture or t.smlmt)  # then task.dataset only gives val/test
+    if cactus_only:
+        train = cactus
+    elif t.mixture or t.n_way_max or t.smlmt:  # several datasets, N varied per episode, SMLMT / CACTUs tasks
         from metanlp.families.text_classification.mixture import mixture_sampler
 
-        train = mixture_sampler(cfg, corpus, splits.train, setup.tokenizer.mask_token or "[MASK]")
+        train = mixture_sampler(cfg, corpus, splits.train, setup.tokenizer.mask_token or "[MASK]", cactus)
     else:
         train = make_sampler(cfg, corpus, splits.train, "train", t.n_way, t.k_shot, t.q_query)
     val_eps = None
@@ -91,14 +94,15 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         return summary
     metadata = {"family": "text_classification", "backbone": cfg.model.name,
                 "hidden_size": setup.task.model.get_base_model().encoder.hidden_size, "labels": [],
-                "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if t.unlabelled else splits.train,
-                "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled or cfg.task.dataset,
+                "algorithm": cfg.meta.algorithm, "meta_train_classes": [] if cactus_only else splits.train,
+                "n_way": t.n_way, "k_shot": t.k_shot, "data": t.unlabelled if cactus_only else t.dataset,
                 "mixture": list(t.mixture), "smlmt": list(t.smlmt),
-                "smlmt_fraction": t.smlmt_fraction if t.smlmt else 0.0}  # fmt: skip
+                "smlmt_fraction": t.smlmt_fraction if t.smlmt or cactus is not None else 0.0,
+                "unlabelled": t.unlabelled}  # fmt: skip
     extra = learner.extra_parameters()
     multitask = None
     if cfg.text_classification.multitask_baseline:  # (d) from the same fresh LoRA, on the meta-train examples
-        multitask, base = run_multitask_baseline(cfg, setup, corpus, splits.train, result.steps)
+        multitask, base = run_multitask_baseline(cfg, setup, corpus, splits.train, result.steps, cactus)
         summary["multitask"] = asdict(base)
     if cfg.eval.episodes > 0:
         eval_learner = adaptation_learner(cfg, setup.meta_params)  # budget adapt.*; extras copied over below
