@@ -14,8 +14,10 @@ meta-training checkpoints every 10 outer steps and resumes too) with a markdown 
 
 FOLDOC subjects (``VAL_DATASET``) is the meta-val dataset: in no test split's meta-training, and
 ``--held-out foldoc_subjects`` scores a variant on it before any test split sees it. ``--target-text`` adds the
-held-out dataset's texts, without labels, to the SMLMT cloze tasks; ``--runs DIR --results FILE`` keep a variant's
-run folders and results beside the default ones.
+held-out dataset's texts, without labels, to the SMLMT cloze tasks; ``--target-cactus`` makes the same texts
+``task.unlabelled``, whose CACTUs k-means partitions (``task.cactus_clusters``) then share the self-supervised
+episodes; ``--runs DIR --results FILE`` keep a variant's run folders and results beside the default ones. No split
+uses the shipped recipe's own CACTUs file (ICD-10 texts), so that the table's runs stay as measured.
 
 Run: ``python bench/cross_dataset/run.py [--held-out brown_genres wordnet_supersenses icd10_blocks clinc150]
 [--episodes 3] [--set meta.outer_steps=60 ...]`` (~15-30 minutes per dataset on 2 cores with bfloat16, 3-4x that in
@@ -65,15 +67,18 @@ def unlabelled_texts(held_out: str, runs: str) -> str:
 
 
 def overrides_for(
-    held_out: str, episodes: int, runs: str = "runs/cross_dataset", target_text: bool = False
+    held_out: str, episodes: int, runs: str = "runs/cross_dataset", target_text: bool = False,
+    target_cactus: bool = False,
 ) -> list[str]:
     """Recipe overrides that hold ``held_out`` out whole and meta-train on the other datasets found on disk; with
-    ``target_text``, the held-out dataset's texts (no labels, :func:`unlabelled_texts`) join the SMLMT cloze tasks."""
+    ``target_text``, the held-out dataset's texts (no labels, :func:`unlabelled_texts`) join the SMLMT cloze tasks,
+    with ``target_cactus`` they are ``task.unlabelled`` (CACTUs partitions)."""
     others = [p for n, p in DATASETS.items() if n not in (held_out, VAL_DATASET) and (ROOT / p).exists()]
     cloze = [p for p in others if p.endswith(".jsonl")] + ([unlabelled_texts(held_out, runs)] if target_text else [])
+    unlabelled = unlabelled_texts(held_out, runs) if target_cactus else ""
     return [f"task.dataset={DATASETS[held_out]}", "task.split_by=seed", "task.test_fraction=1.0",
             "task.val_fraction=0", "task.meta_val_groups=[]", "task.meta_test_groups=[]",
-            f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", "task.unlabelled=",
+            f"task.mixture=[{','.join(others)}]", f"task.smlmt=[{','.join(cloze)}]", f"task.unlabelled={unlabelled}",
             "meta.eval_every=0",
             f"eval.episodes={episodes}", "eval.n_way=0", "eval.k_shots=[5,10]", "eval.q_query=0",
             "eval.methods=[centroid,logreg,finetune,meta]", f"run.output_dir={runs}/{held_out}",
@@ -123,6 +128,9 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/cross_dataset", help="run folders: RUNS/<held-out dataset>")
     parser.add_argument("--target-text", action="store_true",
                         help="add the held-out dataset's texts, without labels, to the SMLMT cloze tasks")  # fmt: skip
+    parser.add_argument("--target-cactus", action="store_true",
+                        help="the held-out dataset's texts, without labels, as task.unlabelled: CACTUs partitions "
+                             "(k: --set task.cactus_clusters=[...]) share the self-supervised episodes")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -145,7 +153,7 @@ def main() -> None:
         if not (ROOT / DATASETS[name]).exists():
             print(f"{name}: {DATASETS[name]} not found, skipped", flush=True)  # noqa: T201
             continue
-        sets = [*overrides_for(name, args.episodes, args.runs, args.target_text), *args.overrides]
+        sets = [*overrides_for(name, args.episodes, args.runs, args.target_text, args.target_cactus), *args.overrides]
         cfg = load_recipe(RECIPE, sets)
         t0 = time.perf_counter()
         summary = meta_train.run(cfg)
