@@ -6,8 +6,8 @@ once (:func:`prefix_states`) and every later pass runs only the LoRA layers (:fu
 backbone's own modules and its own attention-mask builder, so the two parts compose to the backbone's ``forward``.
 
 Supported backbones: encoders with ``embeddings`` and ``encoder.layer`` (a ``ModuleList``) that are not decoders:
-BERT, MiniLM, RoBERTa, XLM-R, ELECTRA ... :func:`encoder_layers` returns None for any other model, and callers then
-run the whole backbone as before.
+BERT, MiniLM, RoBERTa, XLM-R, ELECTRA, MPNet (its relative position bias goes to every layer) ...
+:func:`encoder_layers` returns None for any other model, and callers then run the whole backbone as before.
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def run_layers(
     if layers is None:
         raise ValueError(f"{type(backbone).__name__} has no BERT-style encoder.layer stack to run from layer {start}")
     mask = _layer_mask(backbone, hidden, attention_mask)
+    bias = getattr(backbone.encoder, "compute_position_bias", None)  # MPNet: relative position bias for every layer
+    extra = {"position_bias": bias(hidden)} if bias is not None else {}
     for layer in layers[start:stop]:
-        out = layer(hidden, mask)
+        out = layer(hidden, mask, **extra)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
 

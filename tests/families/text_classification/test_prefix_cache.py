@@ -115,6 +115,25 @@ def test_cached_minilm_top2_matches_uncached(minilm) -> None:
     assert (emb_c - emb_p).abs().max() < 1e-3 * emb_p.abs().max()
 
 
+def test_cached_mpnet_gets_its_relative_position_bias() -> None:
+    from transformers import MPNetConfig, MPNetModel
+
+    from metanlp.families.text_classification.backbone import TextEncoder
+
+    _, tokenizer = tiny_encoder()
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    encoder = TextEncoder(MPNetModel(config).eval().requires_grad_(False))
+    model = attach_lora(encoder, AdapterConfig(r=2, target_modules=["q", "k", "v", "o"], layers=[-1]))
+    cached = TextClassificationFamily(model, tokenizer)
+    plain = TextClassificationFamily(model, tokenizer, prefix_cache_mb=0)
+    assert cached.prefix is not None and cached.prefix.start_layer == 1
+    emb_c = cached.embed(lora_parameters(model), cached.tokenize(EPISODE.support_texts))
+    emb_p = plain.embed(lora_parameters(model), plain.tokenize(EPISODE.support_texts))
+    torch.testing.assert_close(emb_c, emb_p)
+
+
 def test_second_pass_is_served_from_the_cache_and_max_length_is_part_of_the_key() -> None:
     cached, plain = _pair()
     cache = cached.prefix.cache
