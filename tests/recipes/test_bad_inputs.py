@@ -74,6 +74,12 @@ def test_validate_refuses_unknown_method_and_bad_values() -> None:
     one_line_error(metanlp("validate", str(ADAPT), "--set", "adapt.steps=-5"), r"adapt.steps=-5")
 
 
+def test_validate_refuses_a_k_the_meta_test_classes_cannot_give_before_any_model_loads() -> None:
+    recipe = ROOT / "recipes" / "text_classification" / "text_meta_train.yaml"
+    one_line_error(metanlp("validate", str(recipe), "--set", "eval.k_shots=[5,400]"),
+                   r"icd10_blocks.jsonl: 0 of \d+ meta-test classes have >= 415 examples \(K = 400\)")  # fmt: skip
+
+
 def test_second_adapt_into_the_same_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     (out / "adapter").mkdir(parents=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from metanlp.core.config import ConfigError
-from metanlp.families.text_classification.data import Episode, load_corpus, split_classes
+from metanlp.families.text_classification.data import Episode, eval_classes, load_corpus, split_classes
 
 __all__ = ["check_inputs", "check_smlmt", "support_episode"]
 
@@ -114,7 +114,8 @@ def check_inputs(cfg: Any, verb: str) -> None:
             with ``task.unlabelled`` but no ``task.mixture`` / ``task.smlmt``, or no outer steps (meta-train), a
             ``task.smlmt*`` value :func:`check_smlmt` refuses, or a ``text_classification.val_dataset`` that is also
             ``task.dataset``, a ``task.mixture`` or a ``task.smlmt`` file (meta-train).
-        FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), or
+        FileNotFoundError, ValueError: a data file is missing or malformed (see :func:`load_corpus`), a K of
+            ``eval.k_shots`` that too few meta-test classes can give (see :func:`eval_classes`), or
             ``adapter.init`` / ``adapter.multitask_init`` was made for another family or backbone.
     """
     from metanlp.core.readers import read_texts
@@ -144,7 +145,11 @@ def check_inputs(cfg: Any, verb: str) -> None:
             read_texts(path, f"task.smlmt[{i}]", blank_lines="skip")
     if cfg.task.unlabelled:
         read_texts(cfg.task.unlabelled, "task.unlabelled", blank_lines="skip")
-    split_classes(load_corpus(cfg.task.dataset, "task.dataset"), cfg.task)
+    corpus = load_corpus(cfg.task.dataset, "task.dataset")
+    test = split_classes(corpus, cfg.task).test
+    if cfg.eval.episodes > 0 and test:  # each K of the meta-test evaluation has enough classes (before any training)
+        for k in cfg.eval.k_shots:
+            eval_classes(corpus, test, cfg.eval.n_way, k, cfg.eval.q_query)
     for i, path in enumerate(cfg.task.mixture):
         load_corpus(path, f"task.mixture[{i}]")
     if verb == "meta_train":

@@ -16,7 +16,16 @@ import numpy as np
 
 from metanlp.core.config import TaskConfig
 
-__all__ = ["ClassSplits", "Episode", "EpisodeSampler", "LabelledCorpus", "load_corpus", "split_classes"]
+__all__ = [
+    "ClassSplits",
+    "Episode",
+    "EpisodeSampler",
+    "LabelledCorpus",
+    "eval_classes",
+    "load_corpus",
+    "source_split",
+    "split_classes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +200,47 @@ def split_classes(corpus: LabelledCorpus, cfg: TaskConfig) -> ClassSplits:
         if not getattr(splits, name) and not (name == "train" and cfg.mixture):
             raise ValueError(f"{corpus.source}: the meta-{name} split has no classes (check task.split_by and groups)")
     return splits
+
+
+def source_split(corpus: LabelledCorpus, role: str) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
+    """Pools for a sampler: with train/test source splits (CLINC150), support from ``train`` and query from
+    ``test`` (``val`` for meta-val); without them, one pool for both."""
+    if {"train", "test"} <= set(corpus.splits):
+        query = {"train": "train", "val": "val", "test": "test"}[role]
+        return corpus.by_class("train"), corpus.by_class(query) if role != "train" else None
+    return corpus.by_class(), None
+
+
+def eval_classes(corpus: LabelledCorpus, classes: list[str], n_way: int, k_shot: int, q_query: int) -> list[str]:
+    """The meta-test ``classes`` that can give a K-shot episode: at least ``k_shot + max(q_query, 1)`` examples (with
+    train/test source splits: ``k_shot`` train examples and one test example). The others are left out with a
+    warning, as an all-way benchmark does (every class that has K + 1 examples).
+
+    Args:
+        corpus: the dataset the classes come from.
+        classes: the meta-test split's class names.
+        n_way: classes per episode; 0 = all-way (every usable class).
+        k_shot: support examples per class.
+        q_query: query examples per class (0: every example not in the support set).
+
+    Returns:
+        The usable classes, sorted.
+
+    Raises:
+        ValueError: fewer usable classes than ``n_way`` (or than 2 all-way); names the source, K and the counts.
+    """
+    pool, query_pool = source_split(corpus, "test")
+    need = k_shot if query_pool is not None else k_shot + max(q_query, 1)
+    usable = sorted(c for c in classes if len(pool.get(c, [])) >= need and (query_pool is None or query_pool.get(c)))
+    short = sorted(set(classes) - set(usable))
+    if len(usable) < max(n_way, 2):
+        raise ValueError(f"{corpus.source}: {len(usable)} of {len(classes)} meta-test classes have >= {need} examples "
+                         f"(K = {k_shot}), but an episode needs {max(n_way, 2)}; lower eval.k_shots, eval.q_query or "
+                         "eval.n_way")  # fmt: skip
+    if short:
+        log.warning("%s: %d of %d meta-test classes have fewer than %d examples, left out at K = %d: %s",
+                    corpus.source, len(short), len(classes), need, k_shot, ", ".join(short[:10]))  # fmt: skip
+    return usable
 
 
 @dataclass

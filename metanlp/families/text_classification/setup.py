@@ -24,6 +24,7 @@ from metanlp.families.text_classification.data import (
     EpisodeSampler,
     LabelledCorpus,
     load_corpus,
+    source_split,
     split_classes,
 )
 from metanlp.families.text_classification.family import TextClassificationFamily
@@ -110,15 +111,6 @@ def task_samplers(cfg: RecipeConfig, corpus: LabelledCorpus | None = None) -> tu
         corpus.source, len(splits.train), len(splits.val), len(splits.test),
     )  # fmt: skip
     return corpus, splits
-
-
-def source_split(corpus: LabelledCorpus, role: str) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
-    """Pools for a sampler: with train/test source splits (CLINC150), support from ``train`` and query from
-    ``test`` (``val`` for meta-val); without them, one pool for both."""
-    if {"train", "test"} <= set(corpus.splits):
-        query = {"train": "train", "val": "val", "test": "test"}[role]
-        return corpus.by_class("train"), corpus.by_class(query) if role != "train" else None
-    return corpus.by_class(), None
 
 
 def make_sampler(

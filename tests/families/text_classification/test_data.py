@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from metanlp.core.config import TaskConfig
-from metanlp.families.text_classification.data import EpisodeSampler, LabelledCorpus, load_corpus, split_classes
+from metanlp.families.text_classification.data import (
+    EpisodeSampler,
+    LabelledCorpus,
+    eval_classes,
+    load_corpus,
+    split_classes,
+)
 
 
 def _pool(n_classes: int = 6, per_class: int = 8) -> dict[str, list[str]]:
@@ -119,3 +125,18 @@ def test_a_dataset_held_out_whole_needs_a_mixture() -> None:
     assert held_out.train == [] and held_out.test == [f"c{i}" for i in range(5)]
     with pytest.raises(ValueError, match="toy.jsonl: the meta-train split has no classes"):
         split_classes(corpus, TaskConfig(test_fraction=1.0, val_fraction=0.0))
+
+
+def test_all_way_evaluation_leaves_out_classes_short_of_k_plus_one(caplog: pytest.LogCaptureFixture) -> None:
+    labels = [f"c{i}" for i in range(4) for _ in range(12)] + ["tiny"] * 6  # 'tiny': 6 examples
+    corpus = LabelledCorpus([f"text {i}" for i in range(len(labels))], labels, source="toy.jsonl")
+    classes = sorted(set(labels))
+    assert eval_classes(corpus, classes, n_way=0, k_shot=5, q_query=0) == classes  # 6 >= 5 + 1
+    with caplog.at_level("WARNING"):
+        assert eval_classes(corpus, classes, n_way=0, k_shot=10, q_query=0) == ["c0", "c1", "c2", "c3"]
+    assert "toy.jsonl: 1 of 5 meta-test classes have fewer than 11 examples, left out at K = 10: tiny" in caplog.text
+    message = r"toy.jsonl: 0 of 5 meta-test classes have >= 13 examples \(K = 12\), but an episode needs 2; lower"
+    with pytest.raises(ValueError, match=message + r" eval.k_shots, eval.q_query or eval.n_way"):
+        eval_classes(corpus, classes, n_way=0, k_shot=12, q_query=0)
+    with pytest.raises(ValueError, match=r"4 of 5 meta-test classes .* needs 5"):
+        eval_classes(corpus, classes, n_way=5, k_shot=10, q_query=0)

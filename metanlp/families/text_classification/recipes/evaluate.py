@@ -19,7 +19,7 @@ from metanlp.core.protocols import Params
 from metanlp.core.run_dir import staged_run
 from metanlp.core.saving import write_json_atomic
 from metanlp.families.text_classification.baselines import classification_methods
-from metanlp.families.text_classification.data import LabelledCorpus
+from metanlp.families.text_classification.data import LabelledCorpus, eval_classes
 from metanlp.families.text_classification.multitask import load_multitask_init
 from metanlp.families.text_classification.setup import (
     ClassificationSetup,
@@ -46,14 +46,21 @@ def evaluate_split(
     multitask: Params | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every ``eval.methods`` on ``eval.episodes`` episodes of ``classes`` for each K in ``eval.k_shots``;
-    with ``multitask`` (LoRA weights keyed like ``setup.meta_params``) also the ``multitask`` row."""
+    with ``multitask`` (LoRA weights keyed like ``setup.meta_params``) also the ``multitask`` row. At each K only the
+    classes with enough examples take part (:func:`~metanlp.families.text_classification.data.eval_classes`; each
+    record's ``n_way`` says how many).
+
+    Raises:
+        ValueError: at some K fewer usable classes than an episode needs (checked up front by ``check_inputs``).
+    """
     budget = adaptation_budget(cfg)
     methods = classification_methods(method_names(cfg.eval.methods, multitask), setup.pretrained, budget,
                                      setup.meta_params, learner, multitask, seed=cfg.run.seed)  # fmt: skip
     records: list[dict[str, Any]] = []
     for k in cfg.eval.k_shots:
-        n_way = cfg.eval.n_way or len(classes)
-        sampler = make_sampler(cfg, corpus, classes, "test", n_way, k, cfg.eval.q_query)
+        usable = eval_classes(corpus, classes, cfg.eval.n_way, k, cfg.eval.q_query)  # all-way: those with K + 1
+        n_way = cfg.eval.n_way or len(usable)
+        sampler = make_sampler(cfg, corpus, usable, "test", n_way, k, cfg.eval.q_query)
         episodes = [sampler.sample(i, rank=1_000_003) for i in range(cfg.eval.episodes)]  # never a training index
         results = compare(setup.task, episodes, methods, cfg.run.progress)
         records += metric_records(results, n_way=n_way, k_shot=k, adapt=budget.describe(),
